@@ -1,0 +1,1 @@
+"""churnwatch stream pipeline: ingestion adapters, domain core and Faust wiring."""

@@ -1,0 +1,86 @@
+"""Prometheus metrics for the worker, built on an injected registry so tests get a fresh one each."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from streams import __version__
+
+# Event-to-alert latency spans milliseconds (live) to days (late events): buckets in seconds.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
+BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+
+
+class Metrics:
+    """All churnwatch series; the worker updates them once per batch, not once per event."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "churnwatch_events", "Input events by topic, canonical type and outcome.",
+            ["topic", "type", "outcome"], registry=r,
+        )
+        self.dead_letters = Counter(
+            "churnwatch_dead_letters", "Inputs sent to the dead-letter topic, by reason.", ["reason"], registry=r
+        )
+        self.alerts = Counter(
+            "churnwatch_alerts", "Alert records published, by trigger, severity and lifecycle transition.",
+            ["trigger", "severity", "transition"], registry=r,
+        )
+        self.event_to_alert = Histogram(
+            "churnwatch_event_to_alert_latency_seconds",
+            "Event time of the triggering event to publication of the alert record, seconds.",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )
+        self.batch_duration = Histogram(
+            "churnwatch_batch_duration_seconds", "Wall time to process one batch of events, seconds.",
+            ["agent"], buckets=BATCH_BUCKETS, registry=r,
+        )
+        self.batch_events = Counter(
+            "churnwatch_batch_events", "Events handled in batches, by agent (rate / batches = mean size).",
+            ["agent"], registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "churnwatch_consumer_lag_messages", "Messages behind the partition's high watermark.",
+            ["topic", "partition"], registry=r,
+        )
+        self.event_time_lag = Gauge(
+            "churnwatch_event_time_lag_seconds",
+            "Wall clock minus the newest event time processed, per input partition, seconds.",
+            ["topic", "partition"], registry=r,
+        )
+        self.table_keys = Gauge(
+            "churnwatch_table_keys", "Keys held by this worker's table partitions.", ["table"], registry=r
+        )
+        self.state_bytes = Histogram(
+            "churnwatch_account_state_bytes", "Serialised size of an account's state when written, bytes.",
+            buckets=(128, 256, 512, 768, 1024, 1536, 2048, 4096, 8192), registry=r,
+        )
+        self.redis_writes = Counter(
+            "churnwatch_redis_sink_writes", "Read-model records written to Redis.", registry=r
+        )
+        self.redis_retries = Counter(
+            "churnwatch_redis_sink_retries", "Redis flushes that failed and will be retried.", registry=r
+        )
+        self.redis_failures = Counter(
+            "churnwatch_redis_sink_failures", "Redis errors seen by the read-model sink, by kind.",
+            ["kind"], registry=r,
+        )
+        self.redis_pending = Gauge(
+            "churnwatch_redis_sink_pending_records", "Read-model records waiting for Redis.", registry=r
+        )
+        self.build = Info("churnwatch_build", "Build information.", registry=r)
+        self.build.info({"version": __version__})
+
+    def record_events(self, tally: Tally[tuple[str, str, str]]) -> None:
+        """Add one batch's (topic, type, outcome) counts in a single pass."""
+        events = self.events
+        for (topic, etype, outcome), n in tally.items():
+            events.labels(topic, etype, outcome).inc(n)
+
+    def record_dead_letters(self, tally: Tally[str]) -> None:
+        for reason, n in tally.items():
+            self.dead_letters.labels(reason).inc(n)

@@ -1,0 +1,153 @@
+"""Faust agents: decode -> domain -> table writes and topic sends. Thin by design: logic is in the domain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from schemas.events import BILLING_TYPES
+
+from streams.domain.account import AccountState
+from streams.domain.codec import decode_state, encode_state, to_read_model
+from streams.ingest.decode import decode_for_topic
+from streams.processing import InputRecord, process_batch
+
+if TYPE_CHECKING:
+    from streams.bootstrap import Context
+
+log = logging.getLogger(__name__)
+
+
+def expected_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives this key; tables rely on it."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+class PartitionCache:
+    """Memo of account -> expected partition (murmur2 in pure Python costs a few µs per call)."""
+
+    def __init__(self, partitions: int, limit: int = 200_000) -> None:
+        self._partitions = partitions
+        self._limit = limit
+        self._memo: dict[bytes, int] = {}
+
+    def __call__(self, key: bytes) -> int:
+        p = self._memo.get(key)
+        if p is None:
+            if len(self._memo) >= self._limit:
+                self._memo.clear()
+            p = self._memo[key] = expected_partition(key, self._partitions)
+        return p
+
+
+def register(ctx: Context) -> None:
+    app = ctx.app
+    settings = ctx.settings
+    metrics = ctx.metrics
+    table = ctx.account_to_state
+    topics = ctx.topics
+    partition_of = PartitionCache(settings.topic_partitions)
+    sink = ctx.sink
+    key_prefix = settings.redis_key_prefix
+    billing_name = settings.topic(settings.billing_topic)
+
+    def load_state(account_id: str) -> AccountState | None:
+        raw = table.get(account_id.encode())
+        return decode_state(raw) if raw is not None else None
+
+    @app.agent(topics["canonical"], concurrency=1)  # concurrency=1: agents that write tables (faust #606)
+    async def track_engagement(stream: Any) -> None:
+        """Apply canonical billing/usage events to per-account state; one table write per account per batch."""
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+            started = time.perf_counter()
+            records = []
+            rerouted = 0
+            for ev in events:
+                msg = ev.message
+                key = msg.key
+                # Records not on their account's partition would split an account's state across
+                # workers: re-produce them keyed by account id (decode is cheap; done again later).
+                if key is not None and msg.partition != partition_of(key):
+                    target = topics["billing"] if msg.topic == billing_name else topics["usage"]
+                    await target.send(key=key, value=msg.value)
+                    rerouted += 1
+                    continue
+                records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
+            result = process_batch(records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes)
+            now = time.time()
+            for account_id, state in result.states.items():
+                key = account_id.encode()
+                encoded = encode_state(state)
+                table[key] = encoded
+                metrics.state_bytes.observe(len(encoded))
+                health = to_read_model(state, as_of=None)
+                body = orjson.dumps(health)
+                await topics["health"].send(key=key, value=body)
+                if sink is not None:
+                    sink.put(f"{key_prefix}account:{account_id}", body)
+                    sink.put_score(f"{key_prefix}accounts:by_score", account_id, float(health["score"]))
+            for dl in result.dead_letters:
+                await topics["dead_letters"].send(
+                    key=(dl.account_id or "").encode() or None, value=dl.model_dump_json().encode()
+                )
+            metrics.record_events(result.tally)
+            metrics.record_dead_letters(result.dead_letter_reasons)
+            if rerouted:
+                metrics.events.labels("canonical", "unknown", "rerouted").inc(rerouted)
+            if result.newest_event_s:
+                metrics.event_time_lag.labels("canonical", "all").set(max(0.0, now - result.newest_event_s))
+            metrics.batch_events.labels("track_engagement").inc(len(events))
+            metrics.batch_duration.labels("track_engagement").observe(time.perf_counter() - started)
+
+    @app.agent(topics["raw"], concurrency=1)
+    async def normalize_raw_events(stream: Any) -> None:
+        """Adapt Stripe / Segment payloads to canonical events, keyed by account, on the canonical topics."""
+        stripe_name = settings.topic(settings.stripe_topic)
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+            tally: Counter[tuple[str, str, str]] = Counter()
+            reasons: Counter[str] = Counter()
+            for ev in events:
+                msg = ev.message
+                kind = "stripe" if msg.topic == stripe_name else "segment"
+                out = decode_for_topic(
+                    msg.value, kind, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                    max_bytes=settings.max_event_bytes,
+                )
+                for canonical in out.events:
+                    target = topics["billing"] if canonical.type in BILLING_TYPES else topics["usage"]
+                    await target.send(key=canonical.account_id.encode(), value=canonical.model_dump_json().encode())
+                    tally[(msg.topic, canonical.type, "converted")] += 1
+                if out.dead_letter is not None:
+                    dl = out.dead_letter
+                    await topics["dead_letters"].send(key=None, value=dl.model_dump_json().encode())
+                    reasons[str(dl.reason.value)] += 1
+                    tally[(msg.topic, "unknown", "dead_lettered")] += 1
+                if out.skipped:
+                    tally[(msg.topic, out.skipped, "skipped")] += 1
+            metrics.record_events(tally)
+            metrics.record_dead_letters(reasons)
+
+    @app.timer(interval=10.0)
+    async def report_table_sizes() -> None:
+        metrics.table_keys.labels("account_to_state").set(len(table))
+
+    @app.task
+    async def start_sink() -> None:
+        if sink is not None:
+            await sink.start()
+
+    @app.on_rebalance_complete.connect
+    async def mark_ready(sender: Any, **kwargs: Any) -> None:
+        ctx.ready = True
+
+    async def _stop_sink(*args: Any, **kwargs: Any) -> None:
+        if sink is not None:
+            await asyncio.shield(sink.stop())
+
+    app.on_before_shutdown.connect(_stop_sink)

@@ -1,0 +1,126 @@
+"""The one place that wires settings, Faust app, topics, tables, agents, web views, metrics and Redis."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from streams.adapters.metrics import Metrics
+from streams.adapters.redis_sink import RedisSink
+from streams.domain.config import DomainConfig
+from streams.settings import Settings
+from streams.topics import topic_names
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Context:
+    """Everything agents and views need, built once per app (no module-level globals)."""
+
+    settings: Settings
+    app: faust.App
+    metrics: Metrics
+    domain: DomainConfig
+    sink: RedisSink | None
+    topics: dict[str, Any]
+    account_to_state: Any  # faust Table[bytes, bytes]: account id -> encoded AccountState
+    ready: bool = False
+
+
+def _broker_credentials(settings: Settings) -> Any:
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        ssl_context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+    if settings.kafka_sasl_mechanism:
+        password = settings.kafka_sasl_password.get_secret_value() if settings.kafka_sasl_password else ""
+        return faust.SASLCredentials(
+            username=settings.kafka_sasl_username or "",
+            password=password,
+            mechanism=settings.kafka_sasl_mechanism,
+            ssl_context=ssl_context,
+        )
+    return faust.SSLCredentials(ssl_context) if ssl_context else None
+
+
+def _raw_topic(app: faust.App, name: str, **kw: Any) -> Any:
+    # Raw bytes in and out: we decode with orjson/pydantic ourselves (much faster than faust.Record).
+    return app.topic(
+        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **kw
+    )
+
+
+def create_app(settings: Settings, *, registry: CollectorRegistry | None = None) -> faust.App:
+    """Build the Faust app for these settings. Nothing connects until the worker starts."""
+    from streams import agents, web  # local import: they need the Context type defined above
+
+    app = faust.App(
+        settings.app_id,
+        broker=settings.broker_url,
+        broker_credentials=_broker_credentials(settings),
+        store=settings.store,
+        datadir=str(settings.data_dir),
+        autodiscover=False,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replication_factor,
+        table_standby_replicas=settings.standby_replicas,
+        # Our own source topics are created by `churnwatch topics`; only changelogs are Faust's.
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_in_thread=False,
+        # Bound the RocksDB footprint on small machines (MiB-scale caches).
+        rocksdb_options={"write_buffer_size": 16 * 1024 * 1024, "max_open_files": 256},
+        logging_config=None,
+    )
+    names = topic_names(settings)
+    topics = {
+        "canonical": _raw_topic(app, names["billing_topic"]).derive(topics=[names["usage_topic"]]),
+        "billing": _raw_topic(app, names["billing_topic"]),
+        "usage": _raw_topic(app, names["usage_topic"]),
+        "raw": _raw_topic(app, names["stripe_topic"]).derive(topics=[names["segment_topic"]]),
+        "alerts": _raw_topic(app, names["alerts_topic"]),
+        "alert_actions": _raw_topic(app, names["alert_actions_topic"]),
+        "health": _raw_topic(app, names["health_topic"]),
+        "dead_letters": _raw_topic(app, names["dead_letter_topic"]),
+    }
+    # use_partitioner: with batched processing the "current event" is the batch's last one, so the
+    # changelog partition must come from the key, not the event (see docs/adr/0003-batching-and-tables.md).
+    account_to_state = app.Table(
+        "account_to_state",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+        use_partitioner=True,
+    )
+    metrics = Metrics(registry)
+    sink = (
+        RedisSink(settings.redis_url.get_secret_value(), metrics, ttl_s=settings.redis_ttl_s)
+        if settings.redis_enabled
+        else None
+    )
+    ctx = Context(
+        settings=settings, app=app, metrics=metrics, domain=DomainConfig(), sink=sink,
+        topics=topics, account_to_state=account_to_state,
+    )
+    agents.register(ctx)
+    web.register(ctx)
+    app.churnwatch = ctx  # type: ignore[attr-defined]
+    return app

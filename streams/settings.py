@@ -1,0 +1,83 @@
+"""Typed runtime settings for the worker and CLI, read from CHURNWATCH_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the worker needs; env vars are `CHURNWATCH_<FIELD>` (e.g. CHURNWATCH_KAFKA_BOOTSTRAP)."""
+
+    model_config = SettingsConfigDict(env_prefix="CHURNWATCH_", env_file=None, extra="ignore")
+
+    app_id: str = Field("churnwatch", description="Faust app id: consumer group and changelog topic prefix.")
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    # Partitions and replication are explicit: Faust's defaults silently differ per topic.
+    topic_partitions: int = Field(4, ge=1, le=1024)
+    topic_replication_factor: int = Field(1, ge=1, le=16)
+    # Prefix for every topic name (tests use a unique one per run).
+    topic_prefix: str = ""
+
+    billing_topic: str = "billing-events"
+    usage_topic: str = "usage-events"
+    stripe_topic: str = "stripe-events"
+    segment_topic: str = "segment-events"
+    alerts_topic: str = "churn-alerts"
+    alert_actions_topic: str = "alert-actions"
+    dead_letter_topic: str = "churnwatch-dead-letters"
+    health_topic: str = "account-health"
+
+    # --- Processing --------------------------------------------------------------------------
+    batch_size: int = Field(500, ge=1, le=100_000, description="Events per stream.take batch.")
+    batch_timeout_s: float = Field(0.2, gt=0, le=60, description="Max wait to fill a batch, seconds.")
+    max_event_bytes: int = Field(64 * 1024, ge=256, le=10 * 1024 * 1024)
+    store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
+    data_dir: Path = Path("./.churnwatch-data")
+    standby_replicas: int = Field(0, ge=0, le=8)
+    thresholds_file: Path | None = None
+
+    # --- Redis read model --------------------------------------------------------------------
+    redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
+    redis_key_prefix: str = "churnwatch:"
+    # Health records expire if an account goes silent for this long (seconds): keeps Redis bounded.
+    redis_ttl_s: int = Field(90 * 24 * 3600, ge=60)
+    redis_enabled: bool = True
+
+    # --- Web ---------------------------------------------------------------------------------
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(6066, ge=1, le=65535)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_port(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"'{server}' is not host:port")
+        return value
+
+    def topic(self, name: str) -> str:
+        """Full topic name with the configured prefix."""
+        return f"{self.topic_prefix}{name}"
+
+    @property
+    def broker_url(self) -> str:
+        return ",".join(f"kafka://{s.strip()}" for s in self.kafka_bootstrap.split(","))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with explicit overrides (used by the CLI and tests)."""
+    return Settings(**overrides)  # type: ignore[arg-type]

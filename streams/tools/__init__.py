@@ -1,0 +1,1 @@
+"""Operator tools around the pipeline: producing files, the event generator, the demo."""

@@ -1,0 +1,118 @@
+"""The newcomer's first run: local stack, topics, a worker, a generated event stream, and a readable report."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from streams import stack
+from streams.admin import ensure_topics
+from streams.settings import load_settings
+from streams.tools.produce import produce_lines
+from streams.tools.simulate import generate
+
+
+def wait_http(url: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as resp:
+                if resp.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    log = open(log_path, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL, start_new_session=True,
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], grace_s: float = 20) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
+def run_demo(accounts: int, days: int, seed: int) -> int:
+    console = Console()
+    cfg = stack.StackConfig.from_env()
+    console.rule("[bold]churnwatch demo")
+    stack.up(cfg)
+    env = {
+        **os.environ,
+        "CHURNWATCH_KAFKA_BOOTSTRAP": cfg.bootstrap,
+        "CHURNWATCH_REDIS_URL": cfg.redis_url,
+        "CHURNWATCH_APP_ID": os.environ.get("CHURNWATCH_APP_ID", f"churnwatch-demo-{int(time.time())}"),
+        "CHURNWATCH_TOPIC_PREFIX": os.environ.get("CHURNWATCH_TOPIC_PREFIX", f"demo{int(time.time())}."),
+        "CHURNWATCH_DATA_DIR": str(cfg.run_dir / "worker-data"),
+    }
+    os.environ.update({k: v for k, v in env.items() if k.startswith("CHURNWATCH_")})
+    settings = load_settings()
+    for name, state in ensure_topics(settings).items():
+        console.print(f"topic {name}: {state}")
+    log_path = cfg.run_dir / "demo-worker.log"
+    worker = start_worker(env, log_path)
+    base = f"http://{settings.web_host}:{settings.web_port}"
+    try:
+        if not wait_http(f"{base}/ready", 90):
+            console.print(f"[red]worker did not become ready; see {log_path}")
+            return 1
+        console.print(f"worker ready (pid {worker.pid}); HTTP {base}/accounts/<id>, metrics {base}/metrics")
+        events, truth = generate(accounts, days, seed)
+        console.print(f"producing {len(events)} events for {accounts} accounts over {days} days ...")
+        produce_lines(settings, (orjson.dumps(e) for e in events))
+        ids = [t.account_id for t in truth]
+        records = _wait_for_accounts(base, ids, 120)
+        table = Table(title=f"Account health after {len(events)} events (lowest first)")
+        for col in ("account", "score", "stage", "status", "plan", "MRR $", "active days 30d", "truth"):
+            table.add_column(col)
+        churners = {t.account_id for t in truth if t.churns_on}
+        for rec in sorted(records.values(), key=lambda r: r.get("score", 0))[:15]:
+            eng = rec.get("engagement", {})
+            table.add_row(
+                rec["account_id"], str(rec.get("score")), str(rec.get("stage")), str(rec.get("status")),
+                str(rec.get("plan")), f"{(rec.get('mrr') or 0) / 100:.2f}",
+                str(eng.get("active_days_30d", "")), "churns" if rec["account_id"] in churners else "",
+            )
+        console.print(table)
+        console.print(f"{len(records)}/{accounts} accounts served by the worker's HTTP API; "
+                      f"stack left running (stop it with: churnwatch stack down)")
+        return 0 if len(records) == accounts else 1
+    finally:
+        stop_worker(worker)
+
+
+def _wait_for_accounts(base: str, ids: list[str], timeout_s: float) -> dict[str, dict]:
+    found: dict[str, dict] = {}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and len(found) < len(ids):
+        for account in ids:
+            if account in found:
+                continue
+            try:
+                with urllib.request.urlopen(f"{base}/accounts/{account}", timeout=2) as resp:
+                    found[account] = orjson.loads(resp.read())
+            except OSError:
+                pass
+        time.sleep(0.5)
+    return found

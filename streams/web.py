@@ -1,0 +1,54 @@
+"""HTTP views on the Faust web server: account health (routed to the owning worker), probes, metrics."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams.domain.codec import decode_state, to_read_model
+
+if TYPE_CHECKING:
+    from streams.bootstrap import Context
+
+
+def register(ctx: Context) -> None:
+    app = ctx.app
+    table = ctx.account_to_state
+
+    def _json(view: View, body: Any, status: int = 200) -> Response:
+        return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+    @app.page("/health")
+    class Health(View):
+        """Liveness: the process is up and serving HTTP."""
+
+        async def get(self, request: Request) -> Response:
+            return _json(self, {"status": "ok"})
+
+    @app.page("/ready")
+    class Ready(View):
+        """Readiness: partitions assigned and tables recovered at least once."""
+
+        async def get(self, request: Request) -> Response:
+            ready = ctx.ready and not app.rebalancing
+            body = {"ready": ready, "redis": bool(ctx.sink.connected) if ctx.sink else None}
+            return _json(self, body, 200 if ready else 503)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(ctx.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+
+    @app.page("/accounts/{account_id}")
+    class AccountHealth(View):
+        """The account's live health record, served by the worker that owns the account's partition."""
+
+        @app.table_route(table=table, match_info="account_id")
+        async def get(self, request: Request, account_id: str) -> Response:
+            raw = table.get(account_id.encode())
+            if raw is None:
+                return _json(self, {"error": f"unknown account '{account_id}'"}, 404)
+            return _json(self, to_read_model(decode_state(raw), as_of=None))

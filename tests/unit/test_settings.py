@@ -1,0 +1,42 @@
+"""Settings come from CHURNWATCH_* variables, validate early and never reveal secrets."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from streams.settings import Settings
+
+
+def test_settings_read_the_churnwatch_env_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHURNWATCH_KAFKA_BOOTSTRAP", "broker-1:9093,broker-2:9093")
+    monkeypatch.setenv("CHURNWATCH_TOPIC_PARTITIONS", "12")
+    s = Settings()
+    assert s.kafka_bootstrap == "broker-1:9093,broker-2:9093"
+    assert s.topic_partitions == 12
+    assert s.broker_url == "kafka://broker-1:9093,kafka://broker-2:9093"
+
+
+def test_secrets_do_not_appear_in_the_settings_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHURNWATCH_KAFKA_SASL_PASSWORD", "hunter2-secret")
+    monkeypatch.setenv("CHURNWATCH_REDIS_URL", "redis://:redis-pass-xyz@127.0.0.1:6379/0")
+    s = Settings()
+    text = repr(s) + str(s) + s.model_dump_json()
+    assert "hunter2-secret" not in text
+    assert "redis-pass-xyz" not in text
+    assert s.kafka_sasl_password is not None
+    assert s.kafka_sasl_password.get_secret_value() == "hunter2-secret"
+
+
+def test_a_bootstrap_address_without_a_port_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="not host:port"):
+        Settings(kafka_bootstrap="localhost")
+
+
+def test_http_is_bound_to_localhost_by_default() -> None:
+    assert Settings().web_host == "127.0.0.1"
+
+
+def test_topic_names_carry_the_configured_prefix() -> None:
+    s = Settings(topic_prefix="staging.")
+    assert s.topic(s.alerts_topic) == "staging.churn-alerts"
