@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated, Literal, Union
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter
 
 SCHEMA_VERSION = 1
 
 # Timestamps outside this range are rejected by the schema itself; tighter, clock-relative
 # bounds (lateness, future skew) are enforced by the pipeline, which knows the watermark.
-EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=timezone.utc)
-LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=timezone.utc)
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 
+
+def _utc_and_sane(value: datetime) -> datetime:
+    """Every timestamp in a contract is timezone-aware, normalised to UTC, and within 2000..2100."""
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a timezone (UTC recommended)")
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("timestamp is out of range") from None
+    if not EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME:
+        raise ValueError("timestamp must be between 2000-01-01 and 2100-01-01")
+    return value
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc_and_sane)]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 Name = Annotated[str, Field(min_length=1, max_length=64)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
@@ -33,19 +48,9 @@ class Envelope(BaseModel):
 
     event_id: Id
     account_id: Id
-    occurred_at: datetime
+    occurred_at: UtcDatetime
     source: Annotated[str, Field(min_length=1, max_length=64)] = "canonical"
     schema_version: Literal[1] = 1
-
-    @field_validator("occurred_at")
-    @classmethod
-    def _utc_and_sane(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("occurred_at must carry a timezone (UTC recommended)")
-        value = value.astimezone(timezone.utc)
-        if not EARLIEST_EVENT_TIME <= value < LATEST_EVENT_TIME:
-            raise ValueError("occurred_at must be between 2000-01-01 and 2100-01-01")
-        return value
 
 
 class SubscriptionSnapshot(Envelope):
@@ -59,7 +64,7 @@ class SubscriptionSnapshot(Envelope):
     billing_interval: BillingInterval = "month"
     subscription_id: Id | None = None
     # End of the current paid period: the next renewal date.
-    renews_at: datetime | None = None
+    renews_at: UtcDatetime | None = None
 
 
 # --- billing -----------------------------------------------------------------------------------
@@ -86,7 +91,7 @@ class SubscriptionReactivated(SubscriptionSnapshot):
 
 class SubscriptionCancelScheduled(Envelope):
     type: Literal["subscription.cancel_scheduled"]
-    cancel_at: datetime | None = None
+    cancel_at: UtcDatetime | None = None
     reason: Annotated[str, Field(max_length=256)] | None = None
 
 
@@ -110,7 +115,7 @@ class SubscriptionResumed(Envelope):
 class TrialStarted(Envelope):
     type: Literal["trial.started"]
     plan: Name
-    trial_ends_at: datetime | None = None
+    trial_ends_at: UtcDatetime | None = None
 
 
 class TrialConverted(SubscriptionSnapshot):
@@ -126,6 +131,8 @@ class InvoicePaid(Envelope):
     amount: MinorUnits
     currency: Currency = "USD"
     invoice_id: Id | None = None
+    # The subscription the invoice bills, when it bills one (added for the Stripe adapter).
+    subscription_id: Id | None = None
 
 
 class PaymentFailed(Envelope):
@@ -134,7 +141,8 @@ class PaymentFailed(Envelope):
     currency: Currency = "USD"
     attempt: Annotated[int, Field(ge=1, le=100)] = 1
     invoice_id: Id | None = None
-    next_attempt_at: datetime | None = None
+    subscription_id: Id | None = None
+    next_attempt_at: UtcDatetime | None = None
 
 
 class RefundIssued(Envelope):
@@ -144,23 +152,21 @@ class RefundIssued(Envelope):
 
 
 BillingEvent = Annotated[
-    Union[
-        SubscriptionStarted,
-        SubscriptionChanged,
-        SubscriptionRenewed,
-        SubscriptionReactivated,
-        SubscriptionCancelScheduled,
-        SubscriptionCancelUnscheduled,
-        SubscriptionCanceled,
-        SubscriptionPaused,
-        SubscriptionResumed,
-        TrialStarted,
-        TrialConverted,
-        TrialExpired,
-        InvoicePaid,
-        PaymentFailed,
-        RefundIssued,
-    ],
+    SubscriptionStarted
+    | SubscriptionChanged
+    | SubscriptionRenewed
+    | SubscriptionReactivated
+    | SubscriptionCancelScheduled
+    | SubscriptionCancelUnscheduled
+    | SubscriptionCanceled
+    | SubscriptionPaused
+    | SubscriptionResumed
+    | TrialStarted
+    | TrialConverted
+    | TrialExpired
+    | InvoicePaid
+    | PaymentFailed
+    | RefundIssued,
     Field(discriminator="type"),
 ]
 
@@ -236,23 +242,21 @@ class AccountTraits(Envelope):
 
 
 UsageEvent = Annotated[
-    Union[
-        SessionStarted,
-        FeatureUsed,
-        UserAdded,
-        UserRemoved,
-        UsageLimitReached,
-        NpsResponded,
-        TicketOpened,
-        TicketClosed,
-        ApiCalled,
-        AccountTraits,
-    ],
+    SessionStarted
+    | FeatureUsed
+    | UserAdded
+    | UserRemoved
+    | UsageLimitReached
+    | NpsResponded
+    | TicketOpened
+    | TicketClosed
+    | ApiCalled
+    | AccountTraits,
     Field(discriminator="type"),
 ]
 
 CanonicalEvent = Annotated[
-    Union[BillingEvent, UsageEvent],
+    BillingEvent | UsageEvent,
     Field(discriminator="type"),
 ]
 

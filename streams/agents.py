@@ -15,7 +15,8 @@ from schemas.events import BILLING_TYPES
 
 from streams.domain.account import AccountState
 from streams.domain.codec import decode_state, encode_state, to_read_model
-from streams.ingest.decode import decode_for_topic
+from streams.ingest.decode import IngestConfig, decode_for_topic
+from streams.ingest.outcome import Skipped
 from streams.processing import InputRecord, process_batch
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def register(ctx: Context) -> None:
     sink = ctx.sink
     key_prefix = settings.redis_key_prefix
     billing_name = settings.topic(settings.billing_topic)
+    ingest_config = IngestConfig(max_bytes=settings.max_event_bytes)
 
     def load_state(account_id: str) -> AccountState | None:
         raw = table.get(account_id.encode())
@@ -86,7 +88,7 @@ def register(ctx: Context) -> None:
                 encoded = encode_state(state)
                 table[key] = encoded
                 metrics.state_bytes.observe(len(encoded))
-                health = to_read_model(state, as_of=None)
+                health = to_read_model(state, config=ctx.domain)
                 body = orjson.dumps(health)
                 await topics["health"].send(key=key, value=body)
                 if sink is not None:
@@ -117,19 +119,21 @@ def register(ctx: Context) -> None:
                 kind = "stripe" if msg.topic == stripe_name else "segment"
                 out = decode_for_topic(
                     msg.value, kind, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                    max_bytes=settings.max_event_bytes,
+                    config=ingest_config,
                 )
-                for canonical in out.events:
-                    target = topics["billing"] if canonical.type in BILLING_TYPES else topics["usage"]
-                    await target.send(key=canonical.account_id.encode(), value=canonical.model_dump_json().encode())
-                    tally[(msg.topic, canonical.type, "converted")] += 1
-                if out.dead_letter is not None:
-                    dl = out.dead_letter
-                    await topics["dead_letters"].send(key=None, value=dl.model_dump_json().encode())
-                    reasons[str(dl.reason.value)] += 1
-                    tally[(msg.topic, "unknown", "dead_lettered")] += 1
-                if out.skipped:
-                    tally[(msg.topic, out.skipped, "skipped")] += 1
+                if isinstance(out, Skipped):
+                    tally[(msg.topic, str(out.reason), "skipped")] += 1
+                    continue
+                for decoded in out:
+                    canonical, dl = decoded.event, decoded.dead_letter
+                    if canonical is not None:
+                        target = topics["billing"] if canonical.type in BILLING_TYPES else topics["usage"]
+                        await target.send(key=canonical.account_id.encode(), value=canonical.model_dump_json().encode())
+                        tally[(msg.topic, canonical.type, "converted")] += 1
+                    elif dl is not None:
+                        await topics["dead_letters"].send(key=msg.key, value=dl.model_dump_json().encode())
+                        reasons[str(dl.reason)] += 1
+                        tally[(msg.topic, "unknown", "dead_lettered")] += 1
             metrics.record_events(tally)
             metrics.record_dead_letters(reasons)
 

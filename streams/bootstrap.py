@@ -52,11 +52,17 @@ def _broker_credentials(settings: Settings) -> Any:
     return faust.SSLCredentials(ssl_context) if ssl_context else None
 
 
-def _raw_topic(app: faust.App, name: str, **kw: Any) -> Any:
+def _raw_topic(app: faust.App, *names: str) -> Any:
     # Raw bytes in and out: we decode with orjson/pydantic ourselves (much faster than faust.Record).
-    return app.topic(
-        name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw", **kw
-    )
+    return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def _store_options(settings: Settings) -> dict[str, Any]:
+    if not settings.store.startswith("rocksdb"):
+        return {}
+    # Cap RocksDB memory on small machines: 32 MiB block cache, 2 x 16 MiB write buffers per partition.
+    return {"options": {"block_cache_size": 32 * 2**20, "write_buffer_size": 16 * 2**20,
+                        "max_write_buffer_number": 2, "max_open_files": 256}}
 
 
 def create_app(settings: Settings, *, registry: CollectorRegistry | None = None) -> faust.App:
@@ -83,16 +89,13 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
-        # Bound the RocksDB footprint on small machines (MiB-scale caches).
-        rocksdb_options={"write_buffer_size": 16 * 1024 * 1024, "max_open_files": 256},
-        logging_config=None,
     )
     names = topic_names(settings)
     topics = {
-        "canonical": _raw_topic(app, names["billing_topic"]).derive(topics=[names["usage_topic"]]),
+        "canonical": _raw_topic(app, names["billing_topic"], names["usage_topic"]),
         "billing": _raw_topic(app, names["billing_topic"]),
         "usage": _raw_topic(app, names["usage_topic"]),
-        "raw": _raw_topic(app, names["stripe_topic"]).derive(topics=[names["segment_topic"]]),
+        "raw": _raw_topic(app, names["stripe_topic"], names["segment_topic"]),
         "alerts": _raw_topic(app, names["alerts_topic"]),
         "alert_actions": _raw_topic(app, names["alert_actions_topic"]),
         "health": _raw_topic(app, names["health_topic"]),
@@ -103,12 +106,12 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     account_to_state = app.Table(
         "account_to_state",
         default=None,
+        # bytes key and value types make Faust use the "raw" codec: we encode state ourselves.
         key_type=bytes,
         value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
         partitions=settings.topic_partitions,
         use_partitioner=True,
+        **_store_options(settings),
     )
     metrics = Metrics(registry)
     sink = (

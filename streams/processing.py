@@ -14,7 +14,7 @@ from typing import NamedTuple
 from schemas.deadletter import DeadLetter, DeadLetterReason
 from streams.domain.account import AccountState, apply_event, new_account
 from streams.domain.config import DomainConfig
-from streams.ingest.decode import decode_canonical
+from streams.ingest.decode import decode_canonical, make_dead_letter
 
 
 class InputRecord(NamedTuple):
@@ -69,12 +69,12 @@ def process_batch(
         if applied.outcome == "too_late":
             _dead_letter(
                 result,
-                DeadLetter.for_record(
-                    rec.value, reason=DeadLetterReason.too_late,
-                    message=f"{event.occurred_at.isoformat()} is older than the allowed lateness "
-                    f"({config.allowed_lateness_days} days behind the account's newest event)",
-                    topic=rec.topic, partition=rec.partition, offset=rec.offset,
-                    event_id=event.event_id, account_id=account_id,
+                make_dead_letter(
+                    DeadLetterReason.TOO_LATE,
+                    f"occurred_at {event.occurred_at.isoformat()} is more than {config.allowed_lateness_days} "
+                    "days behind the account's newest event",
+                    rec.value, topic=rec.topic, partition=rec.partition, offset=rec.offset,
+                    max_bytes=max_event_bytes, event_id=event.event_id, account_id=account_id,
                 ),
                 rec.topic, event.type,
             )
@@ -91,5 +91,5 @@ def process_batch(
 def _dead_letter(result: BatchResult, dl: DeadLetter | None, topic: str, etype: str = "unknown") -> None:
     assert dl is not None  # decode_canonical returns exactly one of event / dead_letter
     result.dead_letters.append(dl)
-    result.dead_letter_reasons[str(dl.reason.value)] += 1
+    result.dead_letter_reasons[str(dl.reason)] += 1
     result.tally[(topic, etype, "dead_lettered")] += 1

@@ -51,4 +51,4 @@ def register(ctx: Context) -> None:
             raw = table.get(account_id.encode())
             if raw is None:
                 return _json(self, {"error": f"unknown account '{account_id}'"}, 404)
-            return _json(self, to_read_model(decode_state(raw), as_of=None))
+            return _json(self, to_read_model(decode_state(raw), config=ctx.domain))

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import NamedTuple
 
 from schemas.deadletter import DeadLetter, DeadLetterReason
 from schemas.events import CanonicalEvent
 
 
-class SkipReason(str, Enum):
+class SkipReason(StrEnum):
     """Why an input was deliberately dropped; a bounded set, safe as a metric label."""
 
     NO_CHURN_SIGNAL = "no_churn_signal"  # the event (or the change it reports) carries nothing we use
-    COVERED_ELSEWHERE = "covered_elsewhere"  # the same fact arrives through another event; avoids double counts
+    COVERED_ELSEWHERE = (
+        "covered_elsewhere"  # the same fact arrives through another event; avoids double counts
+    )
     NOT_STARTED = "not_started"  # a subscription that never became active (Stripe incomplete*)
     NOT_ATTRIBUTABLE = "not_attributable"  # legitimately belongs to no account (e.g. a guest charge)
     ZERO_AMOUNT = "zero_amount"  # a money event for 0 minor units

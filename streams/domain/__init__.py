@@ -1,0 +1,1 @@
+"""Framework-free domain core: pure state transitions and business rules (no faust, redis or prometheus)."""

@@ -1,0 +1,384 @@
+"""Rolling product engagement of one account in event time: daily buckets, user/feature bitmaps, NPS, tickets."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, NamedTuple
+
+from streams.domain.config import DEFAULT_KEY_ROLES
+
+if TYPE_CHECKING:
+    from streams.domain.account import AccountState
+    from streams.domain.config import DomainConfig
+
+DAY_S = 86_400
+EPOCH_DATE = date(1970, 1, 1)
+# Full per-day detail covers this many days: the 30-day window and its 30-day baseline. Per-user and
+# per-feature activity bitmaps are this long, and older day buckets drop their volume counters (feature uses,
+# API calls) down to a 0/1 "used" flag, keeping sessions, limit hits and tickets (see docs/state.md).
+BITMAP_DAYS = 60
+BITMAP_MASK = (1 << BITMAP_DAYS) - 1
+DETAIL_DAYS = BITMAP_DAYS
+# Slots of a daily counter bucket.
+SESSIONS, FEATURE_USES, API_CALLS, LIMIT_HITS, TICKETS_OPENED = range(5)
+BUCKET_SLOTS = 5
+# Roles as stored: code = index + 1; code 0 = removed from the account.
+ROLES = ("owner", "admin", "champion", "member", "viewer", "billing")
+ROLE_CODE = {name: i + 1 for i, name in enumerate(ROLES)}
+# Tombstones (removed or non-key users, closed tickets) are kept only within the lateness bound, at most this
+# many per table: enough to keep arrival order irrelevant for ordinary traffic, bounded for bursts.
+MAX_TOMBSTONES = 16
+
+
+def fingerprint(text: str) -> int:
+    """Stable 32-bit fingerprint of an id (CRC-32 of its UTF-8 bytes): same in every process and release."""
+    return zlib.crc32(text.encode())
+
+
+def day_index(at: datetime | date | int) -> int:
+    """Days since 1970-01-01 of the UTC calendar day containing `at` (a date is a UTC day; an int is a day)."""
+    if isinstance(at, int):
+        return at
+    if isinstance(at, datetime):
+        if at.tzinfo is None:
+            raise ValueError("datetimes must carry a timezone")
+        return int(at.timestamp()) // DAY_S
+    return (at - EPOCH_DATE).days
+
+
+def day_date(day: int) -> date:
+    return date.fromordinal(EPOCH_DATE.toordinal() + day)
+
+
+def utc_from_s(seconds: int | None) -> datetime | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass(slots=True)
+class Engagement:
+    """Usage facts kept per account. Days are day indexes (days since 1970-01-01, UTC); times epoch seconds.
+
+    Every field is a join of its inputs (sums, bit-ors, max/min, latest-by-(time, value)), so events applied in
+    any order within the lateness bound give the same value.
+    """
+
+    # Newest day covered; bit i of a bitmap is day clock_day - i. 0 until the first event.
+    clock_day: int = 0
+    # day -> [sessions, feature uses, api calls, usage-limit hits, tickets opened]; days > clock - horizon.
+    days: dict[int, list[int]] = field(default_factory=dict)
+    # user fingerprint -> [60-day activity bitmap, last active day]; dropped after the bucket horizon.
+    users: dict[int, list[int]] = field(default_factory=dict)
+    # feature fingerprint -> [60-day use bitmap, last used day]
+    features: dict[int, list[int]] = field(default_factory=dict)
+    # user fingerprint -> (answered at, score 0..10): each user's latest NPS answer.
+    nps: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # user fingerprint -> (changed at, role code): latest user.added / user.removed per user (see ROLES).
+    roles: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # ticket fingerprint -> [opened day or -1, closed day or -1]
+    tickets: dict[int, list[int]] = field(default_factory=dict)
+    last_activity_s: int | None = None  # newest session / feature use / api call
+    first_value_s: int | None = None  # first key action (DomainConfig.key_action_features)
+
+    @property
+    def last_activity_at(self) -> datetime | None:
+        return utc_from_s(self.last_activity_s)
+
+    @property
+    def open_tickets(self) -> int:
+        return sum(1 for opened, closed in self.tickets.values() if opened >= 0 and closed < 0)
+
+    def key_users(self, key_roles: frozenset[str]) -> dict[int, str]:
+        """user fingerprint -> role, for current users whose role is one of key_roles."""
+        return {fp: ROLES[code - 1] for fp, (_, code) in self.roles.items() if code and ROLES[code - 1] in key_roles}
+
+
+# --- state progress (called by account.apply_event / advance) ----------------------------------------------
+
+
+def roll(eng: Engagement, day: int, bound_day: int, config: DomainConfig) -> None:
+    """Move the clock forward to `day`: shift bitmaps and drop what fell out of every retention bound.
+
+    bound_day is the first day a still-accepted late event can have; tombstones older than it can never be
+    contradicted again and are dropped.
+    """
+    shift = day - eng.clock_day
+    if shift <= 0:
+        return
+    eng.clock_day = day
+    oldest = day - config.bucket_horizon_days  # this day and older are out of the horizon
+    for table in (eng.users, eng.features):
+        stale = []
+        for key, rec in table.items():
+            rec[0] = (rec[0] << shift) & BITMAP_MASK if shift < BITMAP_DAYS else 0
+            if rec[1] <= oldest:
+                stale.append(key)
+        for key in stale:
+            del table[key]
+    days = eng.days
+    detail_from = day - DETAIL_DAYS + 1
+    for d in [d for d in days if d < detail_from]:
+        if d <= oldest:
+            del days[d]
+        else:
+            fold_volumes(days[d])
+    nps_oldest_s = (day - config.nps_max_age_days + 1) * DAY_S
+    for key in [k for k, (at, _) in eng.nps.items() if at < nps_oldest_s]:
+        del eng.nps[key]
+    gc_tombstones(eng, bound_day, config)
+
+
+def fold_volumes(b: list[int]) -> None:
+    """A day past the detail range keeps only whether features or the API were used (idempotent)."""
+    b[FEATURE_USES] = 1 if b[FEATURE_USES] or b[API_CALLS] else 0
+    b[API_CALLS] = 0
+
+
+def gc_tombstones(eng: Engagement, bound_day: int, config: DomainConfig) -> None:
+    """Forget removed / non-key users and closed tickets older than the lateness bound, and stale open tickets."""
+    bound_s = bound_day * DAY_S
+    key_roles = config.key_roles
+    roles = eng.roles
+    for key in [k for k, (at, code) in roles.items() if at < bound_s and not _is_key(code, key_roles)]:
+        del roles[key]
+    oldest = eng.clock_day - config.bucket_horizon_days
+    tickets = eng.tickets
+    for key in [k for k, (o, c) in tickets.items() if (c >= 0 and c < bound_day) or (c < 0 and o <= oldest)]:
+        del tickets[key]
+
+
+def _is_key(code: int, key_roles: frozenset[str]) -> bool:
+    return code > 0 and ROLES[code - 1] in key_roles
+
+
+def bucket(eng: Engagement, day: int, horizon: int) -> list[int] | None:
+    """The day's counter bucket, created on demand; None when the day is outside the horizon."""
+    b = eng.days.get(day)
+    if b is None:
+        if day <= eng.clock_day - horizon:
+            return None
+        b = eng.days[day] = [0, 0, 0, 0, 0]
+    return b
+
+
+def mark(table: dict[int, list[int]], key: int, day: int, clock_day: int, horizon: int) -> None:
+    """Record that user/feature `key` was active on `day` (bitmap bit and last day)."""
+    offset = clock_day - day
+    rec = table.get(key)
+    if rec is None:
+        if offset >= horizon:
+            return
+        table[key] = [1 << offset if offset < BITMAP_DAYS else 0, day]
+        return
+    if offset < BITMAP_DAYS:
+        rec[0] |= 1 << offset
+    if day > rec[1]:
+        rec[1] = day
+
+
+def touch_activity(eng: Engagement, at_s: int) -> None:
+    last = eng.last_activity_s
+    if last is None or at_s > last:
+        eng.last_activity_s = at_s
+
+
+def record_nps(eng: Engagement, user_fp: int, at_s: int, score: int, max_users: int) -> None:
+    """Keep each user's latest answer (ties: higher score), for the max_users users who answered last."""
+    nps = eng.nps
+    old = nps.get(user_fp)
+    if old is not None:
+        if (at_s, score) > old:
+            nps[user_fp] = (at_s, score)
+        return
+    if max_users <= 0:
+        return
+    nps[user_fp] = (at_s, score)
+    if len(nps) > max_users:
+        # Evict the oldest answer; (time, score, user) is a total order, so the kept set is order-free.
+        del nps[min(nps, key=lambda k: (*nps[k], k))]
+
+
+def record_role(eng: Engagement, user_fp: int, at_s: int, code: int, config: DomainConfig) -> None:
+    """Latest user.added / user.removed per user wins (ties: higher code); only key roles are kept for long."""
+    roles = eng.roles
+    old = roles.get(user_fp)
+    if old is not None:
+        if (at_s, code) > old:
+            roles[user_fp] = (at_s, code)
+        return
+    roles[user_fp] = (at_s, code)
+    key_roles = config.key_roles
+    keys = [k for k, (_, c) in roles.items() if _is_key(c, key_roles)]
+    if len(roles) - len(keys) > MAX_TOMBSTONES:
+        kept = set(keys)
+        del roles[min((k for k in roles if k not in kept), key=lambda k: (*roles[k], k))]
+    if len(keys) > config.max_key_users:
+        del roles[min(keys, key=lambda k: (*roles[k], k))]
+
+
+def record_ticket(eng: Engagement, ticket_fp: int, day: int, opened: bool, config: DomainConfig) -> None:
+    """Open/close a ticket by id; the tickets-opened counter counts each ticket once, on its earliest open day."""
+    horizon = config.bucket_horizon_days
+    t = eng.tickets.get(ticket_fp)
+    if not opened:
+        if t is None:
+            eng.tickets[ticket_fp] = [-1, day]
+        elif day > t[1]:
+            t[1] = day
+        return
+    if t is None:
+        t = eng.tickets[ticket_fp] = [day, -1]
+    elif t[0] < 0 or day < t[0]:
+        if t[0] >= 0:  # an earlier open of a ticket already counted: move the count to the earlier day
+            b = eng.days.get(t[0])
+            if b is not None:
+                b[TICKETS_OPENED] -= 1
+        t[0] = day
+    else:
+        return
+    b = bucket(eng, day, horizon)
+    if b is not None:
+        b[TICKETS_OPENED] += 1
+    if len(eng.tickets) > config.max_open_tickets + MAX_TOMBSTONES:
+        tickets = eng.tickets
+        del tickets[min(tickets, key=lambda k: (tickets[k][0], k))]
+
+
+# --- aggregates ----------------------------------------------------------------------------------------------
+
+
+class WindowFigures(NamedTuple):
+    """Usage over the `days` days ending on `last_day` (inclusive, UTC day indexes)."""
+
+    first_day: int
+    last_day: int
+    active_days: int  # days with a session, a feature use or an API call
+    sessions: int
+    feature_uses: int | None  # None when the window reaches past the 60-day detail range
+    api_calls: int | None
+    active_users: int  # distinct users with a session or a feature use
+    breadth: int  # distinct features used
+    # mean daily active users / distinct active users in the window; None when not kept (90-day window)
+    stickiness: float | None
+    limit_hits: int
+    tickets: int  # tickets opened
+
+    @property
+    def days(self) -> int:
+        return self.last_day - self.first_day + 1
+
+
+@dataclass(frozen=True, slots=True)
+class EngagementSummary:
+    """Engagement as of a UTC day: 7 and 30-day windows with the preceding equal period, and 90-day figures.
+
+    There is no 90-day baseline (it would need 180 days of buckets). `tracked_days` says how much history the
+    state has: a baseline window that starts before the account was first seen is incomplete.
+    """
+
+    as_of_day: int
+    tracked_days: int
+    last7: WindowFigures
+    prev7: WindowFigures
+    last30: WindowFigures
+    prev30: WindowFigures
+    last90: WindowFigures
+    last_activity_day: int | None
+    open_tickets: int
+    nps: float | None  # account NPS (-100..100) over each user's latest answer; None without answers
+    nps_responses: int
+    key_users: int
+    time_to_first_value_days: float | None
+
+    def baseline_complete(self, window: int) -> bool:
+        """True when the baseline of the 7 or 30-day window lies entirely within tracked history."""
+        return self.tracked_days >= 2 * window
+
+
+def window_figures(eng: Engagement, first_day: int, last_day: int) -> WindowFigures:
+    """Sum buckets and count distinct users/features over [first_day, last_day] (needs first_day <= last_day)."""
+    active = sessions = uses = api = limits = tickets = 0
+    for day, b in eng.days.items():
+        if first_day <= day <= last_day:
+            s, f, a = b[SESSIONS], b[FEATURE_USES], b[API_CALLS]
+            if s or f or a:
+                active += 1
+            sessions += s
+            uses += f
+            api += a
+            limits += b[LIMIT_HITS]
+            tickets += b[TICKETS_OPENED]
+    clock = eng.clock_day
+    lo, hi = clock - last_day, clock - first_day  # bit offsets of the window
+    stickiness: float | None
+    if hi < BITMAP_DAYS:
+        mask = _bits(lo, hi)
+        active_users = user_days = 0
+        for bits, _ in eng.users.values():
+            n = (bits & mask).bit_count()
+            if n:
+                active_users += 1
+                user_days += n
+        breadth = sum(1 for bits, _ in eng.features.values() if bits & mask)
+        days = last_day - first_day + 1
+        stickiness = user_days / days / active_users if active_users else 0.0
+    else:
+        # Beyond the bitmaps: distinct counts from last-active days, exact for windows ending at or after the
+        # clock; no stickiness (no per-day users kept).
+        active_users = sum(1 for _, last in eng.users.values() if first_day <= last <= last_day)
+        breadth = sum(1 for _, last in eng.features.values() if first_day <= last <= last_day)
+        stickiness = None
+    if first_day <= clock - DETAIL_DAYS:
+        return WindowFigures(
+            first_day, last_day, active, sessions, None, None, active_users, breadth, stickiness, limits, tickets
+        )
+    return WindowFigures(
+        first_day, last_day, active, sessions, uses, api, active_users, breadth, stickiness, limits, tickets
+    )
+
+
+def _bits(lo: int, hi: int) -> int:
+    lo = max(lo, 0)
+    hi = min(hi, BITMAP_DAYS - 1)
+    if hi < lo:
+        return 0
+    return ((1 << (hi - lo + 1)) - 1) << lo
+
+
+def account_nps(scores: list[int]) -> float | None:
+    """NPS = % promoters (9-10) - % detractors (0-6), -100..100; None without answers."""
+    if not scores:
+        return None
+    promoters = sum(1 for s in scores if s >= 9)
+    detractors = sum(1 for s in scores if s <= 6)
+    return 100.0 * (promoters - detractors) / len(scores)
+
+
+def engagement_summary(state: AccountState, as_of: date | datetime | int, *, key_roles: frozenset[str] | None = None
+                       ) -> EngagementSummary:
+    """Windows ending on as_of's UTC day. Exact for as_of on or after the state's clock day (the usual case)."""
+    eng = state.engagement
+    a = day_index(as_of)
+    first_seen = state.first_seen_day
+    as_of_end_s = (a + 1) * DAY_S
+    scores = [score for at, score in eng.nps.values() if at < as_of_end_s]
+    ttfv = None
+    if eng.first_value_s is not None and state.started_at_s is not None:
+        ttfv = max(0, eng.first_value_s - state.started_at_s) / DAY_S
+    last_act = eng.last_activity_s
+    return EngagementSummary(
+        as_of_day=a,
+        tracked_days=0 if first_seen is None else max(0, a - first_seen + 1),
+        last7=window_figures(eng, a - 6, a),
+        prev7=window_figures(eng, a - 13, a - 7),
+        last30=window_figures(eng, a - 29, a),
+        prev30=window_figures(eng, a - 59, a - 30),
+        last90=window_figures(eng, a - 89, a),
+        last_activity_day=None if last_act is None else last_act // DAY_S,
+        open_tickets=eng.open_tickets,
+        nps=account_nps(scores),
+        nps_responses=len(scores),
+        key_users=len(eng.key_users(DEFAULT_KEY_ROLES if key_roles is None else key_roles)),
+        time_to_first_value_days=ttfv,
+    )

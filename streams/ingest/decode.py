@@ -1,0 +1,465 @@
+"""The single hot-path decoder: raw topic bytes to canonical events, a deliberate skip, or a dead letter.
+
+Interface (all pure, none raises for any input):
+
+    decode_canonical(raw, *, topic, partition=None, offset=None, max_bytes=65536,
+                     type_prefixes=("com.churnwatch.",)) -> Decoded
+        For `billing-events` / `usage-events`: a canonical event, or a CloudEvents 1.0 structured-JSON
+        envelope around one. Returns Decoded(event, None) or Decoded(None, dead_letter).
+
+    decode_for_topic(raw, kind, *, topic, partition=None, offset=None, config=DEFAULT_CONFIG)
+        -> list[Decoded] | Skipped
+        kind: "canonical" | "cloudevents" (CloudEvents required) | "stripe" | "segment". One input yields a
+        Skipped (deliberately dropped; count it by `.reason`), or a non-empty list that is either all events
+        or exactly one dead letter (all-or-nothing: replaying a dead letter re-creates every event).
+
+    make_dead_letter(reason, message, raw, *, topic, ...) -> DeadLetter
+        For checks the worker makes after decoding (too_late, future_timestamp).
+
+The size limit is checked before parsing. Canonical JSON is validated straight from bytes by pydantic
+(`validate_json`, measured faster than orjson + validate_python); orjson is used only for CloudEvents, the
+source adapters, and to classify failures.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.deadletter import MAX_MESSAGE_CHARS, DeadLetter, DeadLetterReason
+from schemas.events import (
+    CanonicalEvent,
+    billing_event_adapter,
+    canonical_event_adapter,
+    usage_event_adapter,
+)
+from streams.ingest import segment, stripe
+from streams.ingest.outcome import AdapterError, Decoded, Skipped, SkipReason
+
+TopicKind = Literal["canonical", "cloudevents", "stripe", "segment"]
+
+DEFAULT_MAX_BYTES = 64 * 1024
+DEFAULT_TYPE_PREFIXES: tuple[str, ...] = ("com.churnwatch.",)
+CLOUDEVENTS_SPECVERSION = "1.0"
+# CloudEvents 1.0 required context attributes (cloudevents.schema.json "required"), all non-empty strings.
+CLOUDEVENTS_REQUIRED = ("id", "source", "specversion", "type")
+MAX_SOURCE_CHARS = 64  # Envelope.source
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    """Decoder settings; build once at startup. `segment_event_map` is validated and normalised here."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    cloudevents_type_prefixes: tuple[str, ...] = DEFAULT_TYPE_PREFIXES
+    segment_event_map: Mapping[str, str | None] = field(
+        default_factory=lambda: dict(segment.DEFAULT_EVENT_MAP)
+    )
+    segment_unmapped_as_feature: bool = True
+    # Stripe customer id -> account id; None (the default) uses the customer id itself.
+    stripe_account_for_customer: Callable[[str], str | None] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "segment_event_map", segment.build_event_map(self.segment_event_map))
+
+
+DEFAULT_CONFIG = IngestConfig()
+
+_validate_json = canonical_event_adapter.validate_json
+_validate_python = canonical_event_adapter.validate_python
+_SPECVERSION_KEY = b'"specversion"'
+
+
+# --- dead letters --------------------------------------------------------------------------------------
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """Collapse whitespace (newlines included) and cut to `limit` characters."""
+    flat = " ".join(str(text).split()) or "no detail"
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _known(value: Any) -> str | None:
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+
+
+def make_dead_letter(
+    reason: DeadLetterReason,
+    message: str,
+    raw: bytes | None,
+    *,
+    topic: str,
+    partition: int | None = None,
+    offset: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    event_id: Any = None,
+    account_id: Any = None,
+) -> DeadLetter:
+    """A DeadLetter for `raw`; inputs above `max_bytes` keep only their first `max_bytes` bytes."""
+    if raw is None:
+        data = b""
+    elif isinstance(raw, str):  # tolerated for callers that pass text; Kafka hands us bytes
+        data = raw.encode("utf-8", "surrogatepass")
+    else:
+        data = bytes(raw)
+    truncated = len(data) > max_bytes
+    kept = data[: max(max_bytes, 0)] if truncated else data
+    return DeadLetter(
+        reason=reason,
+        message=one_line(message),
+        source_topic=topic[:249] if isinstance(topic, str) and topic else "unknown",
+        partition=partition if isinstance(partition, int) and partition >= 0 else None,
+        offset=offset if isinstance(offset, int) and offset >= 0 else None,
+        original_b64=base64.b64encode(kept).decode("ascii"),
+        original_size=len(data),
+        original_truncated=truncated,
+        event_id=_known(event_id),
+        account_id=_known(account_id),
+    )
+
+
+def _field_path(loc: tuple[int | str, ...], tag: Any) -> str:
+    """'score' for ('nps.responded', 'score'): the union tag is dropped, nested keys are dotted."""
+    parts = list(loc)
+    if parts and isinstance(tag, str) and parts[0] == tag:
+        parts = parts[1:]
+    return ".".join(str(p) for p in parts)
+
+
+def _is_missing_account(error: Mapping[str, Any], path: str) -> bool:
+    if path != "account_id":
+        return False
+    value = error.get("input")
+    return error["type"] == "missing" or value is None or (isinstance(value, str) and not value.strip())
+
+
+def classify_validation_error(exc: ValidationError, obj: Any) -> tuple[DeadLetterReason, str]:
+    """Reason code and a one-line message naming the field, e.g. 'score: Input should be less than or
+    equal to 10'. A missing account wins over other errors (it decides where the event could go)."""
+    errors = exc.errors(include_url=False)
+    tag = obj.get("type") if isinstance(obj, Mapping) else None
+    if not errors:
+        return DeadLetterReason.INVALID_EVENT, one_line(str(exc))
+    chosen = errors[0]
+    reason = DeadLetterReason.INVALID_EVENT
+    for error in errors:
+        if _is_missing_account(error, _field_path(error["loc"], tag)):
+            chosen, reason = error, DeadLetterReason.MISSING_ACCOUNT
+            break
+    kind = chosen["type"]
+    path = _field_path(chosen["loc"], tag)
+    if kind == "union_tag_invalid":
+        return DeadLetterReason.UNKNOWN_TYPE, f"type: unknown event type {str(chosen['ctx']['tag'])[:80]!r}"
+    if kind == "union_tag_not_found":
+        return DeadLetterReason.INVALID_EVENT, "type: Field required (every canonical event names its type)"
+    if kind == "json_invalid":
+        return DeadLetterReason.INVALID_JSON, one_line(chosen["msg"])
+    if kind in ("dict_type", "model_type", "model_attributes_type") and not path:
+        return DeadLetterReason.NOT_AN_OBJECT, "expected a JSON object at the top level"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    message = f"{path}: {chosen['msg']}" if path else str(chosen["msg"])
+    return reason, one_line(message + more)
+
+
+# --- CloudEvents ---------------------------------------------------------------------------------------
+
+
+def strip_type_prefix(event_type: str, prefixes: tuple[str, ...]) -> str:
+    """'com.churnwatch.feature.used' -> 'feature.used'; unprefixed types pass unchanged."""
+    for prefix in prefixes:
+        if prefix and event_type.startswith(prefix):
+            return event_type[len(prefix) :]
+    return event_type
+
+
+def from_cloudevent(envelope: Mapping[str, Any], prefixes: tuple[str, ...]) -> dict[str, Any]:
+    """A canonical event dict from a CloudEvents 1.0 structured-JSON envelope.
+
+    id -> event_id, time -> occurred_at, subject (else data.account_id) -> account_id, type (prefix
+    stripped) -> type, source -> source (cut to 64 characters: a CloudEvents source is a URI and may be
+    longer than the contract allows, but is informational only), data -> the payload fields.
+    """
+    event_id = envelope.get("id") if isinstance(envelope.get("id"), str) else None
+    specversion = envelope.get("specversion")
+    if specversion != CLOUDEVENTS_SPECVERSION:
+        raise AdapterError(
+            DeadLetterReason.UNSUPPORTED_ENVELOPE,
+            f"specversion: {specversion!r:.20} is not supported (expected '1.0')",
+            event_id=event_id,
+        )
+    for name in CLOUDEVENTS_REQUIRED:
+        value = envelope.get(name)
+        if not isinstance(value, str) or not value:
+            raise AdapterError(
+                DeadLetterReason.INVALID_EVENT,
+                f"cloudevent.{name}: required attribute missing or not a non-empty string",
+                event_id=event_id,
+            )
+    content_type = envelope.get("datacontenttype")
+    if content_type is not None and not _is_json_content_type(content_type):
+        raise AdapterError(
+            DeadLetterReason.UNSUPPORTED_ENVELOPE,
+            f"datacontenttype: {content_type!r:.60} is not JSON",
+            event_id=event_id,
+        )
+    if envelope.get("data_base64") is not None:
+        raise AdapterError(
+            DeadLetterReason.UNSUPPORTED_ENVELOPE,
+            "data_base64: binary data is not supported",
+            event_id=event_id,
+        )
+    data = envelope.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise AdapterError(
+            DeadLetterReason.INVALID_EVENT, "cloudevent.data: must be a JSON object", event_id=event_id
+        )
+    mapped: dict[str, Any] = dict(data)
+    mapped["event_id"] = envelope["id"]
+    mapped["type"] = strip_type_prefix(envelope["type"], prefixes)
+    mapped["source"] = envelope["source"][:MAX_SOURCE_CHARS]
+    if envelope.get("time") is not None:
+        mapped["occurred_at"] = envelope["time"]
+    if envelope.get("subject") is not None:
+        mapped["account_id"] = envelope["subject"]
+    return mapped
+
+
+def _is_json_content_type(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    media = value.split(";", 1)[0].strip().lower()
+    return media in ("application/json", "text/json") or media.endswith("+json")
+
+
+# --- decoders ------------------------------------------------------------------------------------------
+
+
+def decode_canonical(
+    raw: bytes | None,
+    *,
+    topic: str,
+    partition: int | None = None,
+    offset: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    type_prefixes: tuple[str, ...] = DEFAULT_TYPE_PREFIXES,
+    require_cloudevents: bool = False,
+) -> Decoded:
+    """One canonical event (plain or CloudEvents-wrapped) or a dead letter; never raises."""
+    try:
+        if not raw:
+            return _dead(
+                DeadLetterReason.INVALID_JSON, "empty message", raw, topic, partition, offset, max_bytes
+            )
+        if len(raw) > max_bytes:
+            message = f"message is {len(raw)} bytes, above the {max_bytes}-byte limit"
+            return _dead(DeadLetterReason.OVERSIZE, message, raw, topic, partition, offset, max_bytes)
+        first_error: ValidationError | None = None
+        if not require_cloudevents and _SPECVERSION_KEY not in raw:
+            try:
+                return Decoded(_validate_json(raw), None)
+            except ValidationError as exc:
+                first_error = exc
+        return _decode_slow(
+            raw, first_error, topic, partition, offset, max_bytes, type_prefixes, require_cloudevents
+        )
+    except Exception as exc:  # a decoder must not stop the pipeline, whatever the input
+        return _dead(_unexpected_reason(exc), _describe(exc), raw, topic, partition, offset, max_bytes)
+
+
+def _decode_slow(
+    raw: bytes,
+    first_error: ValidationError | None,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    max_bytes: int,
+    type_prefixes: tuple[str, ...],
+    require_cloudevents: bool,
+) -> Decoded:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return _dead(
+            DeadLetterReason.INVALID_JSON, f"invalid JSON: {exc}", raw, topic, partition, offset, max_bytes
+        )
+    if not isinstance(obj, dict):
+        message = f"expected a JSON object at the top level, got {_json_kind(obj)}"
+        return _dead(DeadLetterReason.NOT_AN_OBJECT, message, raw, topic, partition, offset, max_bytes)
+    try:
+        if "specversion" in obj:
+            obj = from_cloudevent(obj, type_prefixes)
+        elif require_cloudevents:
+            raise AdapterError(
+                DeadLetterReason.UNSUPPORTED_ENVELOPE, "specversion: missing (not a CloudEvent)"
+            )
+        elif first_error is not None:
+            reason, message = classify_validation_error(first_error, obj)
+            return _dead(reason, message, raw, topic, partition, offset, max_bytes, obj)
+        return Decoded(_validate_python(obj), None)
+    except ValidationError as exc:
+        reason, message = classify_validation_error(exc, obj)
+        return _dead(reason, message, raw, topic, partition, offset, max_bytes, obj)
+    except AdapterError as exc:
+        return _dead_from_adapter(exc, raw, topic, partition, offset, max_bytes, obj)
+
+
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {"stripe": billing_event_adapter, "segment": usage_event_adapter}
+
+
+def decode_for_topic(
+    raw: bytes | None,
+    kind: TopicKind,
+    *,
+    topic: str,
+    partition: int | None = None,
+    offset: int | None = None,
+    config: IngestConfig = DEFAULT_CONFIG,
+) -> list[Decoded] | Skipped:
+    """Decode one message of a topic of the given kind; never raises. See the module docstring."""
+    if kind == "canonical" or kind == "cloudevents":
+        return [
+            decode_canonical(
+                raw,
+                topic=topic,
+                partition=partition,
+                offset=offset,
+                max_bytes=config.max_bytes,
+                type_prefixes=config.cloudevents_type_prefixes,
+                require_cloudevents=kind == "cloudevents",
+            )
+        ]
+    max_bytes = config.max_bytes
+    obj: Any = None
+    try:
+        if not raw:
+            return [
+                _dead(
+                    DeadLetterReason.INVALID_JSON, "empty message", raw, topic, partition, offset, max_bytes
+                )
+            ]
+        if len(raw) > max_bytes:
+            message = f"message is {len(raw)} bytes, above the {max_bytes}-byte limit"
+            return [_dead(DeadLetterReason.OVERSIZE, message, raw, topic, partition, offset, max_bytes)]
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            message = f"invalid JSON: {exc}"
+            return [_dead(DeadLetterReason.INVALID_JSON, message, raw, topic, partition, offset, max_bytes)]
+        if not isinstance(obj, dict):
+            message = f"expected a JSON object at the top level, got {_json_kind(obj)}"
+            return [_dead(DeadLetterReason.NOT_AN_OBJECT, message, raw, topic, partition, offset, max_bytes)]
+        if kind == "stripe":
+            mapped = stripe.to_canonical(obj, account_for_customer=config.stripe_account_for_customer)
+        elif kind == "segment":
+            mapped = segment.to_canonical(
+                obj,
+                event_map=config.segment_event_map,
+                unmapped_as_feature=config.segment_unmapped_as_feature,
+            )
+        else:
+            message = f"unknown topic kind {kind!r}"
+            return [
+                _dead(
+                    DeadLetterReason.UNSUPPORTED_ENVELOPE, message, raw, topic, partition, offset, max_bytes
+                )
+            ]
+        if isinstance(mapped, Skipped):
+            return mapped
+        if not mapped:
+            return Skipped(SkipReason.NO_CHURN_SIGNAL, f"{kind} adapter produced no event")
+        adapter = _ADAPTERS[kind]
+        events: list[Decoded] = []
+        for candidate in mapped:
+            try:
+                events.append(Decoded(adapter.validate_python(candidate), None))
+            except ValidationError as exc:
+                reason, message = classify_validation_error(exc, candidate)
+                return [_dead(reason, message, raw, topic, partition, offset, max_bytes, candidate)]
+        return events
+    except AdapterError as exc:
+        return [_dead_from_adapter(exc, raw, topic, partition, offset, max_bytes, obj)]
+    except Exception as exc:  # a bug or a shape no rule foresaw: dead-letter it, keep the pipeline going
+        reason = DeadLetterReason.ADAPTER_ERROR if isinstance(obj, dict) else _unexpected_reason(exc)
+        return [_dead(reason, _describe(exc), raw, topic, partition, offset, max_bytes)]
+
+
+def events_of(result: list[Decoded] | Skipped) -> list[CanonicalEvent]:
+    """The canonical events in a decode result (empty for skips and dead letters)."""
+    if isinstance(result, Skipped):
+        return []
+    return [d.event for d in result if d.event is not None]
+
+
+# --- helpers -------------------------------------------------------------------------------------------
+
+
+def _dead(
+    reason: DeadLetterReason,
+    message: str,
+    raw: bytes | None,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    max_bytes: int,
+    obj: Any = None,
+) -> Decoded:
+    ids: Mapping[str, Any] = obj if isinstance(obj, Mapping) else {}
+    letter = make_dead_letter(
+        reason,
+        message,
+        raw,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        max_bytes=max_bytes,
+        event_id=ids.get("event_id"),
+        account_id=ids.get("account_id"),
+    )
+    return Decoded(None, letter)
+
+
+def _dead_from_adapter(
+    exc: AdapterError,
+    raw: bytes | None,
+    topic: str,
+    partition: int | None,
+    offset: int | None,
+    max_bytes: int,
+    obj: Any,
+) -> Decoded:
+    ids: Mapping[str, Any] = obj if isinstance(obj, Mapping) else {}
+    letter = make_dead_letter(
+        exc.reason,
+        exc.message,
+        raw,
+        topic=topic,
+        partition=partition,
+        offset=offset,
+        max_bytes=max_bytes,
+        event_id=exc.event_id or ids.get("event_id") or ids.get("id") or ids.get("messageId"),
+        account_id=exc.account_id or ids.get("account_id"),
+    )
+    return Decoded(None, letter)
+
+
+def _json_kind(value: Any) -> str:
+    names = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _unexpected_reason(exc: Exception) -> DeadLetterReason:
+    # OverflowError / ValueError from datetime arithmetic on extreme (but well-formed) timestamps.
+    if isinstance(exc, OverflowError | ValueError):
+        return DeadLetterReason.INVALID_EVENT
+    return DeadLetterReason.ADAPTER_ERROR
+
+
+def _describe(exc: Exception) -> str:
+    return one_line(f"{type(exc).__name__}: {exc}")

@@ -1,0 +1,132 @@
+"""State codec: exact round trip, deterministic bytes, size budgets, and the JSON read model."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import orjson
+import pytest
+
+from streams.domain.account import AccountState, advance, apply_event, new_account
+from streams.domain.codec import FORMAT_VERSION, decode_state, encode_state, to_read_model
+from streams.domain.config import DomainConfig
+from tests.unit.domain.factories import (
+    PROFILE_END,
+    busy_account,
+    busy_events,
+    event,
+    feature,
+    session,
+    state_of,
+    typical_account,
+)
+
+# Budgets from docs/state.md: a typical account stays within 1 KiB, a busy one under 2000 bytes.
+TYPICAL_BUDGET = 1024
+BUSY_BUDGET = 2000
+
+
+def d(month: int, day: int, hour: int = 9) -> datetime:
+    return datetime(2024, month, day, hour, tzinfo=UTC)
+
+
+def everything_set() -> AccountState:
+    """An account that touches every field: trial, conversion, dunning, cancel, traits, roles, offsets."""
+    config = DomainConfig()
+    state = new_account("acct_ü_éxotic")
+    evs = [
+        event("trial.started", d(1, 1), plan="pro", trial_ends_at=d(1, 15)),
+        event("trial.converted", d(1, 15), plan="pro", mrr=9_900, billing_interval="year", renews_at=d(12, 31)),
+        event("subscription.changed", d(1, 20), plan="team", seats=12, mrr=19_900, previous_mrr=9_900),
+        event("payment.failed", d(1, 21), amount=19_900, attempt=3),
+        event("subscription.cancel_scheduled", d(1, 22), cancel_at=d(2, 28), reason="too expensive"),
+        event("account.traits", d(1, 22), traits={"region": "emea", "tier": "gold"}),
+        event("user.added", d(1, 22), user_id="boss", role="owner"),
+        event("user.removed", d(1, 23), user_id="intern", role="member"),
+        event("nps.responded", d(1, 23), user_id="boss", score=2),
+        event("ticket.opened", d(1, 23), ticket_id="T-1", priority="urgent"),
+        event("ticket.closed", d(1, 24), ticket_id="T-0"),
+        event("usage_limit.reached", d(1, 24), limit="seats", used=12, quota=12),
+        event("api.called", d(1, 24), count=10**9),
+        feature(d(1, 24), "reports", None, count=3),
+        session(d(1, 24), "boss"),
+    ]
+    for offset, ev in enumerate(evs):
+        apply_event(state, ev, config, source="billing-events" if offset < 5 else "usage-events", offset=offset)
+    return state
+
+
+@pytest.mark.parametrize("build", [lambda: new_account("a"), everything_set, typical_account, busy_account,
+                                   lambda: busy_account(dense=True)],
+                         ids=["new", "everything", "typical", "busy", "dense"])
+def test_encode_then_decode_gives_back_an_equal_state_and_the_same_bytes(build) -> None:
+    state = build()
+    data = encode_state(state)
+    back = decode_state(data)
+    assert back == state
+    assert back.seen_fps == state.seen_fps
+    assert encode_state(back) == data
+
+
+def test_the_first_byte_is_the_format_version_and_unknown_versions_are_refused() -> None:
+    data = encode_state(typical_account())
+    assert data[0] == FORMAT_VERSION == 1
+    with pytest.raises(ValueError):
+        decode_state(bytes([99]) + data[1:])
+
+
+def test_equal_states_encode_to_equal_bytes_whatever_the_insertion_order() -> None:
+    state = typical_account()
+    shuffled = decode_state(encode_state(state))
+    for table in (shuffled.engagement.users, shuffled.engagement.features, shuffled.engagement.days):
+        items = list(table.items())
+        table.clear()
+        table.update(reversed(items))
+    assert encode_state(shuffled) == encode_state(state)
+
+
+def test_a_decoded_state_keeps_working_like_the_original() -> None:
+    config = DomainConfig()
+    original = busy_account()
+    copy = decode_state(encode_state(original))
+    extra = [feature(datetime(2024, 6, 30, 23, tzinfo=UTC), "feature_07", "user_03"), busy_events()[-1]]
+    for ev in extra:
+        assert apply_event(original, ev, config).outcome == apply_event(copy, ev, config).outcome
+    assert encode_state(copy) == encode_state(original)
+
+
+def test_a_typical_account_fits_in_one_kibibyte() -> None:
+    assert len(encode_state(typical_account())) <= TYPICAL_BUDGET
+
+
+def test_a_busy_account_stays_under_2000_bytes() -> None:
+    assert len(encode_state(busy_account())) < BUSY_BUDGET
+    assert len(encode_state(busy_account(dense=True))) < BUSY_BUDGET
+
+
+def test_state_size_stays_bounded_as_time_passes() -> None:
+    state = busy_account()
+    advance(state, datetime(2024, 9, 30, tzinfo=UTC), DomainConfig())
+    assert len(encode_state(state)) < 700  # buckets, users and features expired; ring, traits, roles remain
+
+
+def test_the_read_model_is_json_with_the_documented_fields() -> None:
+    state = everything_set()
+    model = to_read_model(state)
+    assert orjson.loads(orjson.dumps(model)) == model
+    assert set(model) >= {"account_id", "score", "components", "trend", "stage", "status", "plan", "seats", "mrr",
+                          "currency", "cohort", "last_activity", "engagement", "open_alerts"}
+    assert model["open_alerts"] == []
+    assert (model["status"], model["plan"], model["mrr"], model["cohort"]) == ("past_due", "team", 19_900, "2024-01")
+    assert model["cancel_at"] == "2024-02-28T09:00:00Z"
+    assert set(model["engagement"]) >= {"last7", "prev7", "last30", "prev30", "last90"}
+    assert model["engagement"]["last7"]["api_calls"] == 10**9
+    assert model["as_of"] == "2024-01-24"
+
+
+def test_the_read_model_at_a_later_day_recomputes_windows_and_stage() -> None:
+    state = typical_account()
+    later = to_read_model(state, as_of=date(2024, 8, 31))
+    assert later["as_of"] == "2024-08-31"
+    assert later["engagement"]["last30"]["active_days"] == 0
+    assert later["score"] < to_read_model(state, as_of=PROFILE_END)["score"]
