@@ -44,7 +44,7 @@ def ensure_topics(settings: Settings) -> dict[str, str]:
             wanted.append(
                 NewTopic(
                     name=name,
-                    num_partitions=settings.topic_partitions,
+                    num_partitions=spec.partitions or settings.topic_partitions,
                     replication_factor=settings.topic_replication_factor,
                     topic_configs=configs,
                 )

@@ -12,9 +12,9 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from schemas.events import BILLING_TYPES
-
-from streams.domain.account import AccountState
-from streams.domain.codec import decode_state, encode_state, to_read_model
+from streams.domain.aggregate import AccountAggregate, cohort_snapshot, decode_aggregate, encode_aggregate
+from streams.domain.codec import to_read_model
+from streams.domain.portfolio import compute_portfolio
 from streams.ingest.decode import IngestConfig, decode_for_topic
 from streams.ingest.outcome import Skipped
 from streams.processing import InputRecord, process_batch
@@ -52,16 +52,18 @@ def register(ctx: Context) -> None:
     settings = ctx.settings
     metrics = ctx.metrics
     table = ctx.account_to_state
+    cohort_table = ctx.account_to_cohort_inputs
     topics = ctx.topics
     partition_of = PartitionCache(settings.topic_partitions)
     sink = ctx.sink
     key_prefix = settings.redis_key_prefix
     billing_name = settings.topic(settings.billing_topic)
+    cohort_inputs_name = settings.topic(settings.cohort_inputs_topic)
     ingest_config = IngestConfig(max_bytes=settings.max_event_bytes)
 
-    def load_state(account_id: str) -> AccountState | None:
+    def load_state(account_id: str) -> AccountAggregate | None:
         raw = table.get(account_id.encode())
-        return decode_state(raw) if raw is not None else None
+        return decode_aggregate(raw) if raw is not None else None
 
     @app.agent(topics["canonical"], concurrency=1)  # concurrency=1: agents that write tables (faust #606)
     async def track_engagement(stream: Any) -> None:
@@ -74,7 +76,7 @@ def register(ctx: Context) -> None:
                 msg = ev.message
                 key = msg.key
                 # Records not on their account's partition would split an account's state across
-                # workers: re-produce them keyed by account id (decode is cheap; done again later).
+                # workers: re-produce them keyed by account id (ADR 0002).
                 if key is not None and msg.partition != partition_of(key):
                     target = topics["billing"] if msg.topic == billing_name else topics["usage"]
                     await target.send(key=key, value=msg.value)
@@ -83,17 +85,21 @@ def register(ctx: Context) -> None:
                 records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
             result = process_batch(records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes)
             now = time.time()
-            for account_id, state in result.states.items():
+            for account_id, agg in result.states.items():
                 key = account_id.encode()
-                encoded = encode_state(state)
+                encoded = encode_aggregate(agg)
                 table[key] = encoded
                 metrics.state_bytes.observe(len(encoded))
-                health = to_read_model(state, config=ctx.domain)
+                health = to_read_model(agg.state, config=ctx.domain)
                 body = orjson.dumps(health)
                 await topics["health"].send(key=key, value=body)
                 if sink is not None:
                     sink.put(f"{key_prefix}account:{account_id}", body)
                     sink.put_score(f"{key_prefix}accounts:by_score", account_id, float(health["score"]))
+                if account_id in result.cohort_changed:
+                    await topics["cohort_inputs"].send(
+                        key=key, value=cohort_snapshot(agg, settings.segment_dimension)
+                    )
             for dl in result.dead_letters:
                 await topics["dead_letters"].send(
                     key=(dl.account_id or "").encode() or None, value=dl.model_dump_json().encode()
@@ -128,7 +134,9 @@ def register(ctx: Context) -> None:
                     canonical, dl = decoded.event, decoded.dead_letter
                     if canonical is not None:
                         target = topics["billing"] if canonical.type in BILLING_TYPES else topics["usage"]
-                        await target.send(key=canonical.account_id.encode(), value=canonical.model_dump_json().encode())
+                        await target.send(
+                            key=canonical.account_id.encode(), value=canonical.model_dump_json().encode()
+                        )
                         tally[(msg.topic, canonical.type, "converted")] += 1
                     elif dl is not None:
                         await topics["dead_letters"].send(key=msg.key, value=dl.model_dump_json().encode())
@@ -137,9 +145,38 @@ def register(ctx: Context) -> None:
             metrics.record_events(tally)
             metrics.record_dead_letters(reasons)
 
+    @app.agent(topics["cohort_inputs"], concurrency=1)
+    async def collect_cohort_inputs(stream: Any) -> None:
+        """Keep the newest cohort snapshot per account (latest wins, so redelivery is harmless)."""
+        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+            latest = {ev.message.key: ev.message.value for ev in events}
+            for key, value in latest.items():
+                cohort_table[key] = value
+            ctx.cohort_dirty = True
+
+    @app.timer(interval=settings.cohort_refresh_s)
+    async def refresh_portfolio() -> None:
+        """Recompute cohort and company metrics on the worker that owns the cohort-inputs partition."""
+        if not ctx.cohort_dirty or not _owns(app, cohort_inputs_name, 0):
+            return
+        ctx.cohort_dirty = False
+        snapshots = [(k.decode(), v) for k, v in cohort_table.items()]
+        portfolio = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: compute_portfolio(snapshots, gross_margin=settings.gross_margin)
+        )
+        ctx.portfolio = portfolio
+        metrics.record_portfolio(portfolio)
+        if sink is not None:
+            for month in portfolio.months:
+                if month.segment is None:
+                    sink.put(f"{key_prefix}company:{month.month}", orjson.dumps(month.as_dict()))
+            sink.put(f"{key_prefix}cohorts", orjson.dumps(portfolio.cells_json()))
+            sink.put(f"{key_prefix}company", orjson.dumps(portfolio.months_json()))
+
     @app.timer(interval=10.0)
     async def report_table_sizes() -> None:
         metrics.table_keys.labels("account_to_state").set(len(table))
+        metrics.table_keys.labels("account_to_cohort_inputs").set(len(cohort_table))
 
     @app.task
     async def start_sink() -> None:
@@ -149,9 +186,18 @@ def register(ctx: Context) -> None:
     @app.on_rebalance_complete.connect
     async def mark_ready(sender: Any, **kwargs: Any) -> None:
         ctx.ready = True
+        ctx.cohort_dirty = True  # a new owner of the cohort partition recomputes once
 
     async def _stop_sink(*args: Any, **kwargs: Any) -> None:
         if sink is not None:
             await asyncio.shield(sink.stop())
 
     app.on_before_shutdown.connect(_stop_sink)
+
+
+def _owns(app: Any, topic: str, partition: int) -> bool:
+    """Is this worker the active owner of topic/partition (not merely a standby)?"""
+    try:
+        return any(tp.topic == topic and tp.partition == partition for tp in app.assignor.assigned_actives())
+    except Exception:  # pragma: no cover - assignor not ready during startup
+        return False

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from streams.adapters.metrics import Metrics
 from streams.adapters.redis_sink import RedisSink
 from streams.domain.config import DomainConfig
+from streams.domain.portfolio import Portfolio
 from streams.settings import Settings
 from streams.topics import topic_names
 
@@ -29,8 +30,11 @@ class Context:
     domain: DomainConfig
     sink: RedisSink | None
     topics: dict[str, Any]
-    account_to_state: Any  # faust Table[bytes, bytes]: account id -> encoded AccountState
+    account_to_state: Any  # faust Table[bytes, bytes]: account id -> encoded AccountAggregate
+    account_to_cohort_inputs: Any  # faust Table[bytes, bytes]: account id -> cohort snapshot (1 partition)
     ready: bool = False
+    cohort_dirty: bool = True
+    portfolio: Portfolio | None = None
 
 
 def _broker_credentials(settings: Settings) -> Any:
@@ -86,7 +90,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         processing_guarantee="at_least_once",
         web_enabled=True,
         web_bind=settings.web_host,
-        web_host=settings.web_host,
+        web_host=settings.web_advertised_host or settings.web_host,
         web_port=settings.web_port,
         web_in_thread=False,
     )
@@ -100,6 +104,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         "alert_actions": _raw_topic(app, names["alert_actions_topic"]),
         "health": _raw_topic(app, names["health_topic"]),
         "dead_letters": _raw_topic(app, names["dead_letter_topic"]),
+        "cohort_inputs": _raw_topic(app, names["cohort_inputs_topic"]),
     }
     # use_partitioner: with batched processing the "current event" is the batch's last one, so the
     # changelog partition must come from the key, not the event (see docs/adr/0003-batching-and-tables.md).
@@ -113,6 +118,14 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         use_partitioner=True,
         **_store_options(settings),
     )
+    account_to_cohort_inputs = app.Table(
+        "account_to_cohort_inputs",
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+        partitions=1,  # co-partitioned with the 1-partition cohort-inputs topic
+        use_partitioner=True,
+    )
     metrics = Metrics(registry)
     sink = (
         RedisSink(settings.redis_url.get_secret_value(), metrics, ttl_s=settings.redis_ttl_s)
@@ -121,7 +134,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     )
     ctx = Context(
         settings=settings, app=app, metrics=metrics, domain=DomainConfig(), sink=sink,
-        topics=topics, account_to_state=account_to_state,
+        topics=topics, account_to_state=account_to_state, account_to_cohort_inputs=account_to_cohort_inputs,
     )
     agents.register(ctx)
     web.register(ctx)

@@ -99,6 +99,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(accounts=args.accounts, days=args.days, seed=args.seed)
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from streams import replay
+
+    try:
+        return replay.run(args)
+    except replay.ReplayError as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from streams.ingest import convert
 
@@ -131,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--days", type=int, default=60)
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("replay", help="run the domain core over event files in-process (no Kafka) and report")
+    from streams import replay
+
+    replay.add_arguments(p)
+    p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("convert", help="convert Stripe / Segment / CloudEvents files to canonical JSONL")
     try:

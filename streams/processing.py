@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from schemas.deadletter import DeadLetter, DeadLetterReason
-from streams.domain.account import AccountState, apply_event, new_account
+from streams.domain.aggregate import AccountAggregate, apply, new_aggregate
 from streams.domain.config import DomainConfig
 from streams.ingest.decode import decode_canonical, make_dead_letter
 
@@ -30,9 +30,10 @@ class InputRecord(NamedTuple):
 class BatchResult:
     """What one batch changed; the caller persists `states` once per touched account."""
 
-    states: dict[str, AccountState] = field(default_factory=dict)
+    states: dict[str, AccountAggregate] = field(default_factory=dict)
+    # Accounts whose cohort inputs (MRR ledger, NPS by month, segment) changed in this batch.
+    cohort_changed: set[str] = field(default_factory=set)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    outputs: list[object] = field(default_factory=list)
     # (topic, event type, outcome) -> count; outcome in processed / duplicate / dead_lettered
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
@@ -42,7 +43,7 @@ class BatchResult:
 
 def process_batch(
     records: Iterable[InputRecord],
-    load_state: Callable[[str], AccountState | None],
+    load_state: Callable[[str], AccountAggregate | None],
     config: DomainConfig,
     *,
     max_event_bytes: int,
@@ -62,10 +63,12 @@ def process_batch(
         account_id = event.account_id
         state = states.get(account_id)
         if state is None:
-            state = load_state(account_id) or new_account(account_id)
+            state = load_state(account_id) or new_aggregate(account_id)
         # Offsets are tracked per input topic: one account's records of a topic sit on one partition.
-        applied = apply_event(state, event, config, source=rec.topic, offset=rec.offset)
-        states[account_id] = applied.state
+        applied = apply(state, event, config, source=rec.topic, offset=rec.offset)
+        states[account_id] = applied.aggregate
+        if applied.ledger_changed or event.type == "account.traits":
+            result.cohort_changed.add(account_id)
         if applied.outcome == "too_late":
             _dead_letter(
                 result,
@@ -80,8 +83,6 @@ def process_batch(
             )
             continue
         tally[(rec.topic, event.type, applied.outcome)] += 1
-        if applied.outputs:
-            result.outputs.extend(applied.outputs)
         ts = event.occurred_at.timestamp()
         if ts > result.newest_event_s:
             result.newest_event_s = ts

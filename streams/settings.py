@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     alert_actions_topic: str = "alert-actions"
     dead_letter_topic: str = "churnwatch-dead-letters"
     health_topic: str = "account-health"
+    # Internal: per-account cohort inputs, one partition so one worker aggregates the whole portfolio.
+    cohort_inputs_topic: str = "churnwatch-cohort-inputs"
 
     # --- Processing --------------------------------------------------------------------------
     batch_size: int = Field(500, ge=1, le=100_000, description="Events per stream.take batch.")
@@ -46,6 +48,11 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./.churnwatch-data")
     standby_replicas: int = Field(0, ge=0, le=8)
     thresholds_file: Path | None = None
+    # Cohort / company metrics are recomputed from all accounts' cohort inputs this often, seconds.
+    cohort_refresh_s: float = Field(30.0, ge=0.5, le=3600)
+    # Segment dimension for retention / LTV breakdowns: "plan" or any account trait (e.g. industry).
+    segment_dimension: str = Field("plan", min_length=1, max_length=64)
+    gross_margin: float | None = Field(None, gt=0, le=1, description="Optional gross margin for LTV.")
 
     # --- Redis read model --------------------------------------------------------------------
     redis_url: SecretStr = SecretStr("redis://127.0.0.1:6379/0")
@@ -57,6 +64,9 @@ class Settings(BaseSettings):
     # --- Web ---------------------------------------------------------------------------------
     web_host: str = "127.0.0.1"
     web_port: int = Field(6066, ge=1, le=65535)
+    # Host other workers use to reach this one (requests for accounts it owns are forwarded here).
+    # Defaults to web_host; set it to the pod / host name when binding 0.0.0.0.
+    web_advertised_host: str | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -16,6 +16,7 @@ class TopicSpec:
     value: str
     produced_by_churnwatch: bool
     compacted: bool = False
+    partitions: int | None = None  # None: settings.topic_partitions
 
 
 # Keys are always the UTF-8 account id (bytes) so every topic is co-partitioned with the account table.
@@ -28,6 +29,10 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("alerts_topic", "account_id", "schemas.alerts.AlertRecord v1 (JSON)", True),
     TopicSpec("health_topic", "account_id", "account health read model (JSON)", True, compacted=True),
     TopicSpec("dead_letter_topic", "source key or none", "schemas.deadletter.DeadLetter (JSON)", True),
+    TopicSpec(
+        "cohort_inputs_topic", "account_id", "streams.domain.aggregate.cohort_snapshot (JSON)", True,
+        compacted=True, partitions=1,
+    ),
 )
 
 

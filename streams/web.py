@@ -8,7 +8,8 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.domain.codec import decode_state, to_read_model
+from streams.domain.aggregate import decode_aggregate
+from streams.domain.codec import to_read_model
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -51,4 +52,18 @@ def register(ctx: Context) -> None:
             raw = table.get(account_id.encode())
             if raw is None:
                 return _json(self, {"error": f"unknown account '{account_id}'"}, 404)
-            return _json(self, to_read_model(decode_state(raw), config=ctx.domain))
+            return _json(self, to_read_model(decode_aggregate(raw).state, config=ctx.domain))
+
+    @app.page("/portfolio/{part}")
+    class PortfolioView(View):
+        """Company months, cohort cells or the summary, served by the worker that aggregates the portfolio."""
+
+        @app.table_route(table=ctx.account_to_cohort_inputs, exact_key="portfolio")
+        async def get(self, request: Request, part: str) -> Response:
+            p = ctx.portfolio
+            if p is None:
+                return _json(self, {"error": "portfolio not computed yet"}, 503)
+            views = {"company": p.months_json, "cohorts": p.cells_json, "summary": p.summary_json}
+            if part not in views:
+                return _json(self, {"error": f"unknown part '{part}': company, cohorts or summary"}, 404)
+            return _json(self, views[part]())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
@@ -72,6 +73,18 @@ class Metrics:
         self.redis_pending = Gauge(
             "churnwatch_redis_sink_pending_records", "Read-model records waiting for Redis.", registry=r
         )
+        self.cohort_retention = Gauge(
+            "churnwatch_cohort_customer_retention_ratio",
+            "Share of an activation cohort's customers still paying, by months since activation (0-1).",
+            ["cohort", "age"], registry=r,
+        )
+        self.company_mrr = Gauge(
+            "churnwatch_company_mrr_minor_units", "Company MRR at the end of the latest month, minor units.",
+            ["currency"], registry=r,
+        )
+        self.company_customers = Gauge(
+            "churnwatch_company_paying_customers", "Paying customers at the end of the latest month.", registry=r
+        )
         self.build = Info("churnwatch_build", "Build information.", registry=r)
         self.build.info({"version": __version__})
 
@@ -80,6 +93,18 @@ class Metrics:
         events = self.events
         for (topic, etype, outcome), n in tally.items():
             events.labels(topic, etype, outcome).inc(n)
+
+    def record_portfolio(self, portfolio: Any) -> None:
+        """Export the latest cohort grid and company month (set on the worker that computes them)."""
+        for cell in portfolio.cells:
+            if cell.segment is None and cell.customer_retention is not None:
+                self.cohort_retention.labels(cell.cohort, str(cell.age)).set(cell.customer_retention)
+        company = [m for m in portfolio.months if m.segment is None]
+        if company:
+            last = company[-1]
+            # Amounts are summed without currency conversion (docs/metrics.md): label the main currency.
+            self.company_mrr.labels("all").set(last.mrr_end)
+            self.company_customers.set(last.customers_end)
 
     def record_dead_letters(self, tally: Tally[str]) -> None:
         for reason, n in tally.items():

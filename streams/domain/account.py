@@ -5,6 +5,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from itertools import pairwise
 from typing import Any, Literal, NamedTuple
 from zlib import crc32
 
@@ -99,7 +100,10 @@ class AccountState:
     paid_s: int | None = None  # latest invoice.paid
     failed_s: int | None = None  # latest payment.failed
     failed_attempt: int = 0  # its attempt number
-    mrr_rose_s: int | None = None  # latest subscription change that raised MRR
+    mrr_rose_s: int | None = None  # latest MRR rise already final (see last_mrr_rise_s)
+    # (event time, MRR) of snapshots dated within the lateness bound, plus the newest one before it: MRR rises
+    # are found between neighbours in event time, so a late snapshot slots in where it belongs.
+    snapshots: list[tuple[int, int]] = field(default_factory=list)
     churned_s: int | None = None  # latest subscription.canceled
     restarted_s: int | None = None  # latest subscription.started / reactivated
     traits_s: int | None = None
@@ -141,6 +145,16 @@ class AccountState:
         """Activation cohort: the UTC calendar month ("YYYY-MM") of the first payment."""
         at = utc_from_s(self.first_paid_at_s)
         return None if at is None else f"{at.year:04d}-{at.month:02d}"
+
+    @property
+    def last_mrr_rise_s(self) -> int | None:
+        """Event time of the latest MRR increase: previous_mrr < mrr, or a snapshot above its predecessor."""
+        rise = self.mrr_rose_s
+        snaps = self.snapshots
+        for (_, before), (at, after) in pairwise(snaps):
+            if after > before and (rise is None or at > rise):
+                rise = at
+        return rise
 
     @property
     def clock_day(self) -> int:
@@ -197,7 +211,7 @@ def lifecycle_stage(state: AccountState, as_of: date | datetime | int, config: D
     tenure = day - since // DAY_S if since is not None else 0
     if tenure < th.onboarding_days or state.engagement.first_value_s is None:
         return "onboarding"
-    rose = state.mrr_rose_s
+    rose = state.last_mrr_rise_s
     if rose is not None and day - rose // DAY_S < th.expansion_days:
         return "expansion"
     if tenure < th.adoption_days:
@@ -276,6 +290,8 @@ def apply_event(
             else:
                 gc_tombstones(eng, bound, config)
             _forget_before(state, bound)
+            if len(state.snapshots) > 1:
+                _settle_snapshots(state, bound)
             refresh = True
     first = state.first_seen_day
     if first is None or day < first:
@@ -316,6 +332,24 @@ def _remember(state: AccountState, key: int, efp: int, size: int) -> None:
     state.seen_fps.add(efp)
 
 
+def _fold_snapshots(state: AccountState, n: int) -> None:
+    """Fold the n oldest snapshot pairs into mrr_rose_s, keeping the newest folded one as the anchor."""
+    snaps = state.snapshots
+    for (_, before), (at, after) in pairwise(snaps[: n + 1]):
+        if after > before and (state.mrr_rose_s is None or at > state.mrr_rose_s):
+            state.mrr_rose_s = at
+    del snaps[:n]
+
+
+def _settle_snapshots(state: AccountState, bound_day: int) -> None:
+    """Snapshots before the lateness bound can get no new neighbour: keep only the newest of them."""
+    snaps = state.snapshots
+    bound_s = bound_day * DAY_S
+    old = sum(1 for at, _ in snaps if at < bound_s)
+    if old > 1:
+        _fold_snapshots(state, old - 1)
+
+
 def _forget_before(state: AccountState, bound_day: int) -> None:
     """Drop ids of events dated before the lateness bound: a retry of those is rejected as too_late anyway."""
     seen = state.seen
@@ -332,12 +366,15 @@ def _forget_before(state: AccountState, bound_day: int) -> None:
 def _snapshot(state: AccountState, ev: Any, at_s: int, day: int, config: DomainConfig) -> bool:
     etype = ev.type
     renews = int(ev.renews_at.timestamp()) if ev.renews_at is not None else None
-    if etype == "subscription.changed":
-        prev = ev.previous_mrr
-        if prev is None and state.snapshot_s is not None and at_s > state.snapshot_s:
-            prev = state.plan_mrr  # no previous_mrr sent: compare with the terms it replaces (order-dependent)
-        if prev is not None and ev.mrr > prev and (state.mrr_rose_s is None or at_s > state.mrr_rose_s):
-            state.mrr_rose_s = at_s
+    prev = getattr(ev, "previous_mrr", None)
+    if prev is not None and ev.mrr > prev and (state.mrr_rose_s is None or at_s > state.mrr_rose_s):
+        state.mrr_rose_s = at_s
+    point = (at_s, ev.mrr)
+    snaps = state.snapshots
+    if point not in snaps:
+        insort(snaps, point)
+        if len(snaps) > 1 + config.max_recent_snapshots:
+            _fold_snapshots(state, len(snaps) - 1 - config.max_recent_snapshots)
     new_key = (at_s, ev.mrr, ev.seats, ev.plan, ev.currency, ev.billing_interval, renews or 0)
     old_s = state.snapshot_s
     if old_s is None or new_key > (

@@ -151,6 +151,10 @@ def encode_state(state: AccountState) -> bytes:
     _raw(out, "I", keys)
     _col(out, [clock - eng.tickets[k][0] + 1 if eng.tickets[k][0] >= 0 else 0 for k in keys])
     _col(out, [clock - eng.tickets[k][1] + 1 if eng.tickets[k][1] >= 0 else 0 for k in keys])
+    snaps = state.snapshots
+    out += struct.pack("<H", len(snaps))
+    _col(out, [base - at for at, _ in snaps])
+    _col(out, [mrr for _, mrr in snaps])
     seen = state.seen
     out += struct.pack("<H", len(seen))
     _raw(out, "I", [k & 0xFFFFFFFF for k in seen])
@@ -256,6 +260,8 @@ def decode_state(data: bytes) -> AccountState:
         for k, o, c in zip(keys, opened, closed, strict=True)
     }
     n = r.count()
+    snapshots = [(base - at, mrr) for at, mrr in zip(r.col(n), r.col(n), strict=True)]
+    n = r.count()
     fps = r.raw("I", n)
     seen = []
     at = base
@@ -281,6 +287,7 @@ def decode_state(data: bytes) -> AccountState:
         engagement=eng,
         offsets=offsets,
         seen=seen,
+        snapshots=snapshots,
         seen_fps={fp for fp in fps},
         base_status=STATUSES[codes & 7],
     )

@@ -81,6 +81,9 @@ class DomainConfig(_Frozen):
     bucket_horizon_days: int = Field(90, ge=90, le=400)
     # Feature names whose first use is the account's "first value"; empty = any feature.used.
     key_action_features: frozenset[str] = frozenset()
+    # Subscription snapshots kept within the lateness bound to find MRR rises in event order (billing events
+    # are rare; beyond this many the oldest are folded and a very late snapshot may be compared out of order).
+    max_recent_snapshots: int = Field(8, ge=1, le=64)
     # Roles remembered per user (for key-user-removed); other roles are forgotten after the lateness bound.
     key_roles: frozenset[Role] = DEFAULT_KEY_ROLES  # type: ignore[assignment]
     max_key_users: int = Field(16, ge=0, le=256)

@@ -234,6 +234,8 @@ def record_ticket(eng: Engagement, ticket_fp: int, day: int, opened: bool, confi
             b = eng.days.get(t[0])
             if b is not None:
                 b[TICKETS_OPENED] -= 1
+                if not any(b):
+                    del eng.days[t[0]]  # a bucket exists only while it counts something (order-insensitive)
         t[0] = day
     else:
         return

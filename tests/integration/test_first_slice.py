@@ -53,7 +53,7 @@ def test_a_canonical_event_stream_reaches_the_table_the_health_topic_and_redis(r
             raw = r.get(f"{settings.redis_key_prefix}account:{a}")
             if raw is not None:
                 rec = orjson.loads(raw)
-                if rec.get("last_activity", "") >= (T0 + timedelta(hours=10)).isoformat()[:10]:
+                if (rec.get("last_activity") or "") >= (T0 + timedelta(hours=10)).isoformat()[:10]:
                     records[a] = rec
         time.sleep(0.3)
     assert sorted(records) == accounts, worker.log()[-3000:]

@@ -123,10 +123,26 @@ def test_stage_is_expansion_for_30_days_after_mrr_rose() -> None:
     assert lifecycle_stage(state, d(7, 1), CONFIG) == "retention"
 
 
+def test_a_rise_is_found_between_neighbouring_snapshots_without_previous_mrr_in_any_order() -> None:
+    evs = [started(d(1, 1), mrr=10_000), feature(d(1, 2)), event("subscription.renewed", d(6, 1), plan="pro",
+                                                                 mrr=10_000),
+           event("subscription.changed", d(6, 3), plan="team", mrr=15_000)]
+    for order in (evs, [evs[0], evs[1], evs[3], evs[2]]):  # the June events swapped (within the bound)
+        state = state_of(order)
+        assert (state.stage, state.last_mrr_rise_s) == ("expansion", int(d(6, 3).timestamp()))
+
+
+def test_snapshots_older_than_the_lateness_bound_are_folded_to_one_anchor() -> None:
+    state = state_of([started(d(1, 1), mrr=10_000), event("subscription.changed", d(2, 1), plan="team", mrr=20_000),
+                      event("subscription.renewed", d(3, 1), plan="team", mrr=20_000), session(d(3, 20))])
+    assert state.snapshots == [(int(d(3, 1).timestamp()), 20_000)]
+    assert state.mrr_rose_s == int(d(2, 1).timestamp())
+
+
 def test_a_downgrade_is_not_expansion() -> None:
     state = state_of([started(d(1, 1), mrr=20_000), feature(d(1, 2)),
                       event("subscription.changed", d(6, 1), plan="pro", mrr=10_000, previous_mrr=20_000)])
-    assert state.stage == "retention" and state.mrr_rose_s is None
+    assert state.stage == "retention" and state.last_mrr_rise_s is None
 
 
 def test_stage_is_reactivated_for_30_days_after_returning_from_a_cancellation() -> None:

@@ -17,7 +17,6 @@ from tests.unit.domain.factories import (
     event,
     feature,
     session,
-    state_of,
     typical_account,
 )
 

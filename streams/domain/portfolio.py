@@ -1,0 +1,72 @@
+"""Company and cohort metrics from per-account cohort snapshots: the one computation live and replay share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+
+from streams.domain.aggregate import NpsResponse
+from streams.domain.cohorts import (
+    CohortCell,
+    CompanyMonth,
+    compute_metrics,
+    highest_churn_age,
+    second_month_retention,
+    segment_breakdown,
+    tally_nps,
+    twelfth_month_retention,
+)
+from streams.domain.mrr import MrrLedger, decode_ledger
+
+
+@dataclass
+class Portfolio:
+    """Every cohort and company figure, ready for Redis, HTTP, files and reports."""
+
+    months: list[CompanyMonth] = field(default_factory=list)
+    cells: list[CohortCell] = field(default_factory=list)
+    segments: dict[str, tuple[list[CompanyMonth], list[CohortCell]]] = field(default_factory=dict)
+    accounts: int = 0
+
+    def months_json(self) -> list[dict[str, Any]]:
+        return [m.as_dict() for m in self.months]
+
+    def cells_json(self) -> list[dict[str, Any]]:
+        return [c.as_dict() for c in self.cells]
+
+    def summary_json(self) -> dict[str, Any]:
+        return {
+            "accounts": self.accounts,
+            "highest_churn_age": highest_churn_age(self.cells),
+            "second_month_retention": second_month_retention(self.cells),
+            "twelfth_month_retention": twelfth_month_retention(self.cells),
+            "segments": {
+                seg: [m.as_dict() for m in months] for seg, (months, _cells) in sorted(self.segments.items())
+            },
+        }
+
+
+def compute_portfolio(
+    snapshots: Iterable[tuple[str, bytes]], *, gross_margin: float | None = None, through_month: str | None = None
+) -> Portfolio:
+    """Decode (account id, cohort snapshot) pairs and compute all metrics in one batch pass."""
+    ledgers: list[MrrLedger] = []
+    responses: list[NpsResponse] = []
+    segments: dict[str, str] = {}
+    for account_id, raw in snapshots:
+        snap = orjson.loads(raw)
+        ledgers.append(decode_ledger(snap["ledger"]))
+        segments[account_id] = snap["segment"]
+        for at_s, event_id, user_id, score in snap["nps"]:
+            when = datetime.fromtimestamp(at_s, tz=timezone.utc)
+            responses.append(NpsResponse(when, event_id, account_id, user_id, score))
+    nps = tally_nps(responses)  # type: ignore[arg-type]
+    months, cells = compute_metrics(ledgers, nps, gross_margin=gross_margin, through_month=through_month)
+    by_segment = segment_breakdown(
+        ledgers, segments, nps_by_month=nps, gross_margin=gross_margin, through_month=through_month
+    )
+    return Portfolio(months, cells, by_segment, len(ledgers))
