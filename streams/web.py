@@ -41,7 +41,8 @@ def register(ctx: Context) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(ctx.metrics.registry), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside content_type, so the exposition type goes in as a header.
+            return self.bytes(generate_latest(ctx.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     @app.page("/accounts/{account_id}")
     class AccountHealth(View):

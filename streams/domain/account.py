@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from itertools import pairwise
 from typing import Any, Literal, NamedTuple
 from zlib import crc32
@@ -235,6 +235,13 @@ def derive_billing(state: AccountState) -> None:
     state.mrr = state.plan_mrr if state.status in ("active", "past_due") else 0
 
 
+def epoch_s(at: datetime | None) -> int | None:
+    """Whole epoch seconds of a payload time; a naive time (the schema allows it outside occurred_at) is UTC."""
+    if at is None:
+        return None
+    return int((at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp())
+
+
 def bounded_traits(traits: dict[str, str], config: DomainConfig) -> dict[str, str]:
     """The traits kept: allowed keys in sorted order, at most max_traits, values cut to max_trait_chars."""
     allowed = config.trait_keys
@@ -365,7 +372,7 @@ def _forget_before(state: AccountState, bound_day: int) -> None:
 
 def _snapshot(state: AccountState, ev: Any, at_s: int, day: int, config: DomainConfig) -> bool:
     etype = ev.type
-    renews = int(ev.renews_at.timestamp()) if ev.renews_at is not None else None
+    renews = epoch_s(ev.renews_at)
     prev = getattr(ev, "previous_mrr", None)
     if prev is not None and ev.mrr > prev and (state.mrr_rose_s is None or at_s > state.mrr_rose_s):
         state.mrr_rose_s = at_s
@@ -426,7 +433,7 @@ def _lifecycle(state: AccountState, ev: Any, at_s: int, day: int, config: Domain
             state.churned_s = at_s
         _cancel_register(state, at_s, False, None)
     elif etype == "trial.started":
-        ends = int(ev.trial_ends_at.timestamp()) if ev.trial_ends_at is not None else None
+        ends = epoch_s(ev.trial_ends_at)
         old = state.trial_started_at_s
         if old is None or (at_s, ends or 0, ev.plan) > (old, state.trial_ends_at_s or 0, state.plan or ""):
             state.trial_started_at_s = at_s
@@ -441,7 +448,7 @@ def _lifecycle(state: AccountState, ev: Any, at_s: int, day: int, config: Domain
 
 
 def _cancel_scheduled(state: AccountState, ev: Any, at_s: int, day: int, config: DomainConfig) -> bool:
-    cancel_at = int(ev.cancel_at.timestamp()) if ev.cancel_at is not None else None
+    cancel_at = epoch_s(ev.cancel_at)
     _cancel_register(state, at_s, True, cancel_at)
     return True
 

@@ -34,8 +34,8 @@ _ZLIB_FROM = 1200
 _ZLIB_LEVEL = 6
 _STATUS_CODE = {s: i for i, s in enumerate(STATUSES)}
 _STAGE_CODE = {s: i for i, s in enumerate(STAGES)}
-_INTERVAL_CODE = {None: 0, **{s: i + 1 for i, s in enumerate(INTERVALS)}}
-_SIZE = {"B": 1, "H": 2, "I": 4, "i": 4, "Q": 8}
+_INTERVAL_CODE: dict[str | None, int] = {None: 0, **{s: i + 1 for i, s in enumerate(INTERVALS)}}
+_SIZE = {"B": 1, "H": 2, "I": 4, "i": 4, "Q": 8, "q": 8}
 # Fixed scalars after the 2 header bytes: length of the strings JSON, base = newest event (epoch s, 0 = none),
 # clock day - base day, base day - first seen day + 1 (0 = none), codes (base status | stage << 3 |
 # interval << 6), cancel scheduled, seats, plan MRR (minor units), failed attempt, presence mask of times.
@@ -46,6 +46,7 @@ _TIME_FIELDS = (
     "traits_s", "last_activity_s", "first_value_s",
 )
 _ENG_TIMES = frozenset({"last_activity_s", "first_value_s"})
+_WIDE_TIMES = 1 << 31  # mask flag: the times are int64 (a renewal or cancel date beyond ±68 years)
 _DEFAULT_CONFIG = DomainConfig()
 
 
@@ -95,6 +96,9 @@ def encode_state(state: AccountState) -> bytes:
         if t is not None:
             mask |= 1 << i
             times.append(t - base)
+    wide = any(not -0x80000000 <= t < 0x80000000 for t in times)  # payload times far in the future
+    if wide:
+        mask |= _WIDE_TIMES
     strings = orjson.dumps([state.account_id, state.plan, state.currency, state.traits, state.offsets])
     codes = (
         _STATUS_CODE[state.base_status] | _STAGE_CODE[state.stage] << 3 | _INTERVAL_CODE[state.billing_interval] << 6
@@ -104,7 +108,7 @@ def encode_state(state: AccountState) -> bytes:
         len(strings), base, clock - base_day, first_seen, codes, state.cancel_scheduled, state.seats,
         state.plan_mrr, state.failed_attempt, mask,
     ))
-    _raw(out, "i", times)
+    _raw(out, "q" if wide else "i", times)
     out += strings
     # Day buckets, newest first; bit `clock - day` of the presence bitmap marks a kept day. Days past the
     # detail range have no volumes, only a "features or API used" flag (engagement.fold_volumes).
@@ -211,7 +215,7 @@ def decode_state(data: bytes) -> AccountState:
     (n_strings, base, clock_delta, first_seen, codes, cancel_flag, seats, plan_mrr, failed_attempt,
      mask) = _FIXED.unpack_from(buf)
     r = _Reader(buf, _FIXED.size)
-    times = r.raw("i", mask.bit_count())
+    times = r.raw("q", (mask & ~_WIDE_TIMES).bit_count()) if mask & _WIDE_TIMES else r.raw("i", mask.bit_count())
     account_id, plan, currency, traits, offsets = orjson.loads(buf[r.pos:r.pos + n_strings])
     r.pos += n_strings
     base_day = base // DAY_S
@@ -246,9 +250,9 @@ def decode_state(data: bytes) -> AccountState:
         r.pos += size
         bits = [acc >> (BITMAP_DAYS * i) & BITMAP_MASK for i in range(n)]
         gone = iter(r.col(bits.count(0)))
-        for k, b in zip(keys, bits, strict=True):
+        for k, word in zip(keys, bits, strict=True):
             # The last active day is the newest set bit (lowest offset), else stored.
-            table[k] = [b, clock - (b & -b).bit_length() + 1 if b else clock - next(gone)]
+            table[k] = [word, clock - (word & -word).bit_length() + 1 if word else clock - next(gone)]
     for pairs in (eng.nps, eng.roles):
         n = r.count()
         keys, ats, vals = r.raw("I", n), r.col(n), r.raw("B", n)

@@ -23,7 +23,6 @@ BITMAP_MASK = (1 << BITMAP_DAYS) - 1
 DETAIL_DAYS = BITMAP_DAYS
 # Slots of a daily counter bucket.
 SESSIONS, FEATURE_USES, API_CALLS, LIMIT_HITS, TICKETS_OPENED = range(5)
-BUCKET_SLOTS = 5
 # Roles as stored: code = index + 1; code 0 = removed from the account.
 ROLES = ("owner", "admin", "champion", "member", "viewer", "billing")
 ROLE_CODE = {name: i + 1 for i, name in enumerate(ROLES)}
@@ -61,7 +60,7 @@ class Engagement:
     """Usage facts kept per account. Days are day indexes (days since 1970-01-01, UTC); times epoch seconds.
 
     Every field is a join of its inputs (sums, bit-ors, max/min, latest-by-(time, value)), so events applied in
-    any order within the lateness bound give the same value.
+    any order within the lateness bound give the same value (while the per-table caps are not exceeded).
     """
 
     # Newest day covered; bit i of a bitmap is day clock_day - i. 0 until the first event.

@@ -92,7 +92,7 @@ def run_demo(accounts: int, days: int, seed: int) -> int:
             table.add_row(
                 rec["account_id"], str(rec.get("score")), str(rec.get("stage")), str(rec.get("status")),
                 str(rec.get("plan")), f"{(rec.get('mrr') or 0) / 100:.2f}",
-                str(eng.get("active_days_30d", "")), "churns" if rec["account_id"] in churners else "",
+                str(eng.get("last30", {}).get("active_days", "")), "churns" if rec["account_id"] in churners else "",
             )
         console.print(table)
         console.print(f"{len(records)}/{accounts} accounts served by the worker's HTTP API; "

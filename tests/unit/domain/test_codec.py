@@ -17,6 +17,7 @@ from tests.unit.domain.factories import (
     event,
     feature,
     session,
+    state_of,
     typical_account,
 )
 
@@ -65,6 +66,26 @@ def test_encode_then_decode_gives_back_an_equal_state_and_the_same_bytes(build) 
     assert back == state
     assert back.seen_fps == state.seen_fps
     assert encode_state(back) == data
+
+
+def test_far_future_and_naive_payload_times_round_trip() -> None:
+    far = datetime(2999, 12, 31, tzinfo=UTC)
+    state = state_of([event("subscription.started", d(1, 1), plan="pro", mrr=100, renews_at=far),
+                      event("subscription.cancel_scheduled", d(1, 2), cancel_at=datetime(2024, 3, 1, 12))])
+    assert state.renews_at == far
+    assert state.cancel_at == datetime(2024, 3, 1, 12, tzinfo=UTC)  # a naive time is taken as UTC
+    assert decode_state(encode_state(state)) == state
+
+
+def test_a_late_event_after_advance_lands_past_the_detail_range_and_still_round_trips() -> None:
+    config = DomainConfig()
+    state = state_of([session(d(3, 1), "ana")])
+    advance(state, d(5, 5), config)  # 65 days on, without events
+    # still within 7 days of the newest event (Mar 1): accepted, but its day is past the 60-day detail range
+    for ev in (feature(d(2, 27), "reports", "ben", count=7), event("api.called", d(2, 27, 10), count=50)):
+        assert apply_event(state, ev, config).outcome == "processed"
+    assert state.engagement.days[state.clock_day - 68][1:3] == [1, 0]
+    assert decode_state(encode_state(state)) == state
 
 
 def test_the_first_byte_is_the_format_version_and_unknown_versions_are_refused() -> None:
