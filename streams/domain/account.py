@@ -9,7 +9,7 @@ from itertools import pairwise
 from typing import Any, Literal, NamedTuple
 from zlib import crc32
 
-from schemas.events import CanonicalEvent
+from schemas.events import BILLING_TYPES, CanonicalEvent
 from streams.domain.config import DomainConfig
 from streams.domain.engagement import (
     API_CALLS,
@@ -86,7 +86,8 @@ class AccountState:
     stage: str = "trial"  # lifecycle_stage() at the clock day, refreshed on every change
     traits: dict[str, str] = field(default_factory=dict)
     first_seen_day: int | None = None
-    last_event_s: int | None = None
+    last_event_s: int | None = None  # newest usage event: drives the engagement clock and usage lateness
+    last_billing_s: int | None = None  # newest billing event: billing lateness (a separate stream)
     engagement: Engagement = field(default_factory=Engagement)
     # --- exact-redelivery and retry dedupe ---
     offsets: dict[str, int] = field(default_factory=dict)  # input source -> highest offset applied
@@ -155,6 +156,12 @@ class AccountState:
             if after > before and (rise is None or at > rise):
                 rise = at
         return rise
+
+    @property
+    def as_of_day(self) -> int:
+        """The state's own notion of "today": the newest day either stream has reached (days since epoch)."""
+        billing = self.last_billing_s // DAY_S if self.last_billing_s is not None else 0
+        return max(self.engagement.clock_day, billing)
 
     @property
     def clock_day(self) -> int:
@@ -236,7 +243,7 @@ def derive_billing(state: AccountState) -> None:
 
 
 def epoch_s(at: datetime | None) -> int | None:
-    """Whole epoch seconds of a payload time; a naive time (the schema allows it outside occurred_at) is UTC."""
+    """Whole epoch seconds of a payload time (the schema makes them aware UTC; a naive one is taken as UTC)."""
     if at is None:
         return None
     return int((at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp())
@@ -265,18 +272,25 @@ def apply_event(
 
     Callers that need the old state must copy it first (decode_state(encode_state(s)) is an exact copy).
     Outcomes: `duplicate` (offset already applied, or event id among the newest N ids) and `too_late` (dated
-    before the account's newest event day - allowed_lateness_days) leave the state untouched.
+    before the newest event day OF THE SAME STREAM - allowed_lateness_days) leave the state untouched.
+
+    Lateness is measured per stream (billing vs usage) because the two arrive on different topics that a
+    worker consumes at different speeds: a worker catching up may read an account's billing history days
+    ahead of its usage, or the reverse. Only usage events move the engagement clock; billing fields are
+    event-time registers that any arrival order settles the same way.
     """
     if source is not None and offset is not None:
         done = state.offsets.get(source)
         if done is not None and offset <= done:
             return ApplyResult(state, "duplicate", [])
-    efp = crc32(event.event_id.encode())  # = fingerprint(), inlined on the hot path
+    billing = event.type in BILLING_TYPES
+    # Fingerprint of the event id; its lowest bit says which stream it came from (per-stream forgetting).
+    efp = (crc32(event.event_id.encode()) & ~1) | billing
     if efp in state.seen_fps:
         return ApplyResult(state, "duplicate", [])
     at_s = int(event.occurred_at.timestamp())
     day = at_s // DAY_S
-    last = state.last_event_s
+    last = state.last_billing_s if billing else state.last_event_s
     if last is not None and day < last // DAY_S - config.allowed_lateness_days:
         return ApplyResult(state, "too_late", [])
 
@@ -287,7 +301,16 @@ def apply_event(
         state.offsets[source] = offset
     eng = state.engagement
     refresh = False
-    if last is None or at_s > last:
+    if billing:
+        if last is None or at_s > last:
+            state.last_billing_s = at_s
+            if last is None or day > last // DAY_S:
+                # The billing lateness bound moved: snapshots behind it can get no new neighbour.
+                if len(state.snapshots) > 1:
+                    _settle_snapshots(state, day - config.allowed_lateness_days)
+                _forget_before(state, day - config.allowed_lateness_days, billing=True)
+                refresh = True
+    elif last is None or at_s > last:
         state.last_event_s = at_s
         if last is None or day > last // DAY_S:
             # The lateness bound moved: advance the clock (expiry) and forget tombstones behind the bound.
@@ -296,15 +319,13 @@ def apply_event(
                 roll(eng, day, bound, config)
             else:
                 gc_tombstones(eng, bound, config)
-            _forget_before(state, bound)
-            if len(state.snapshots) > 1:
-                _settle_snapshots(state, bound)
+            _forget_before(state, bound, billing=False)
             refresh = True
     first = state.first_seen_day
     if first is None or day < first:
         state.first_seen_day = day
     if _HANDLERS[event.type](state, event, at_s, day, config) or refresh:
-        state.stage = lifecycle_stage(state, eng.clock_day, config)
+        state.stage = lifecycle_stage(state, state.as_of_day, config)
     return ApplyResult(state, "processed", [])
 
 
@@ -320,7 +341,7 @@ def advance(state: AccountState, as_of: datetime | date, config: DomainConfig) -
         last = state.last_event_s
         bound = (last // DAY_S if last is not None else day) - config.allowed_lateness_days
         roll(eng, day, bound, config)
-        state.stage = lifecycle_stage(state, day, config)
+        state.stage = lifecycle_stage(state, state.as_of_day, config)
     return state
 
 
@@ -357,14 +378,17 @@ def _settle_snapshots(state: AccountState, bound_day: int) -> None:
         _fold_snapshots(state, old - 1)
 
 
-def _forget_before(state: AccountState, bound_day: int) -> None:
-    """Drop ids of events dated before the lateness bound: a retry of those is rejected as too_late anyway."""
+def _forget_before(state: AccountState, bound_day: int, *, billing: bool) -> None:
+    """Drop one stream's ids dated before its lateness bound: a retry of those is rejected as too_late anyway."""
+    cut = bound_day * DAY_S << 32
+    flag = int(billing)
     seen = state.seen
-    cut = bisect_left(seen, bound_day * DAY_S << 32)
-    if cut:
-        for key in seen[:cut]:
+    drop = [key for key in seen if key < cut and key & 1 == flag]
+    if drop:
+        for key in drop:
             state.seen_fps.discard(key & _FP_MASK)
-        del seen[:cut]
+        gone = set(drop)
+        state.seen = [key for key in seen if key not in gone]
 
 
 # --- handlers: (state, event, at_s, day, config) -> "the stage may have changed" -----------------------------

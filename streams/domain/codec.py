@@ -39,14 +39,15 @@ _SIZE = {"B": 1, "H": 2, "I": 4, "i": 4, "Q": 8, "q": 8}
 # Fixed scalars after the 2 header bytes: length of the strings JSON, base = newest event (epoch s, 0 = none),
 # clock day - base day, base day - first seen day + 1 (0 = none), codes (base status | stage << 3 |
 # interval << 6), cancel scheduled, seats, plan MRR (minor units), failed attempt, presence mask of times.
-_FIXED = struct.Struct("<HIHHBBIQBI")
+_FIXED = struct.Struct("<HIhHBBIQBI")
 _TIME_FIELDS = (
     "renews_at_s", "cancel_at_s", "trial_started_at_s", "trial_ends_at_s", "first_paid_at_s", "started_at_s",
     "snapshot_s", "status_s", "cancel_s", "paid_s", "failed_s", "mrr_rose_s", "churned_s", "restarted_s",
-    "traits_s", "last_activity_s", "first_value_s",
+    "traits_s", "last_activity_s", "first_value_s", "last_billing_s", "last_event_s",
 )
 _ENG_TIMES = frozenset({"last_activity_s", "first_value_s"})
 _WIDE_TIMES = 1 << 31  # mask flag: the times are int64 (a renewal or cancel date beyond ±68 years)
+_FLAGS = _WIDE_TIMES
 _DEFAULT_CONFIG = DomainConfig()
 
 
@@ -86,7 +87,9 @@ def encode_state(state: AccountState) -> bytes:
     the dedupe ring. Derived fields (status, MRR, open failed attempts) are recomputed on decode.
     """
     eng = state.engagement
-    base = state.last_event_s or 0
+    # Base: the newest event of either stream, so every stored time is at or before it (the dedupe ring is
+    # written as gaps backwards from it). Both streams' watermarks are stored as time fields.
+    base = max(state.last_event_s or 0, state.last_billing_s or 0)
     base_day = base // DAY_S
     clock = eng.clock_day
     mask = 0
@@ -215,7 +218,8 @@ def decode_state(data: bytes) -> AccountState:
     (n_strings, base, clock_delta, first_seen, codes, cancel_flag, seats, plan_mrr, failed_attempt,
      mask) = _FIXED.unpack_from(buf)
     r = _Reader(buf, _FIXED.size)
-    times = r.raw("q", (mask & ~_WIDE_TIMES).bit_count()) if mask & _WIDE_TIMES else r.raw("i", mask.bit_count())
+    n_times = (mask & ~_FLAGS).bit_count()
+    times = r.raw("q", n_times) if mask & _WIDE_TIMES else r.raw("i", n_times)
     account_id, plan, currency, traits, offsets = orjson.loads(buf[r.pos:r.pos + n_strings])
     r.pos += n_strings
     base_day = base // DAY_S
@@ -287,7 +291,7 @@ def decode_state(data: bytes) -> AccountState:
         stage=STAGES[codes >> 3 & 7],
         traits=traits,
         first_seen_day=base_day - first_seen + 1 if first_seen else None,
-        last_event_s=base or None,
+
         engagement=eng,
         offsets=offsets,
         seen=seen,
@@ -342,10 +346,10 @@ def to_read_model(
     `open_alerts` is left empty for the alert layer to fill.
     """
     cfg = config or _DEFAULT_CONFIG
-    day = state.engagement.clock_day if as_of is None else day_index(as_of)
+    day = state.as_of_day if as_of is None else day_index(as_of)
     health = health_score(state, day, weights or cfg.health_weights, cfg.health_targets)
     summary = engagement_summary(state, day, key_roles=cfg.key_roles)
-    stage = state.stage if day == state.engagement.clock_day else lifecycle_stage(state, day, cfg)
+    stage = state.stage if day == state.as_of_day else lifecycle_stage(state, day, cfg)
     return {
         "account_id": state.account_id,
         "as_of": day_date(day).isoformat(),

@@ -176,12 +176,6 @@ def mark(table: dict[int, list[int]], key: int, day: int, clock_day: int, horizo
         rec[1] = day
 
 
-def touch_activity(eng: Engagement, at_s: int) -> None:
-    last = eng.last_activity_s
-    if last is None or at_s > last:
-        eng.last_activity_s = at_s
-
-
 def record_nps(eng: Engagement, user_fp: int, at_s: int, score: int, max_users: int) -> None:
     """Keep each user's latest answer (ties: higher score), for the max_users users who answered last."""
     nps = eng.nps
