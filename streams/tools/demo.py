@@ -81,11 +81,13 @@ def run_demo(accounts: int, days: int, seed: int) -> int:
         events, truth = generate(accounts, days, seed)
         console.print(f"producing {len(events)} events for {accounts} accounts over {days} days ...")
         produce_lines(settings, (orjson.dumps(e) for e in events))
-        ids = [t.account_id for t in truth]
-        records = _wait_for_accounts(base, ids, 120)
+        newest: dict[str, str] = {}
+        for e in events:  # the day each account's last event falls on: the worker is done when it is there
+            newest[e["account_id"]] = max(newest.get(e["account_id"], ""), e["occurred_at"][:10])
+        records = _wait_for_accounts(base, newest, 180)
         table = Table(title=f"Account health after {len(events)} events (lowest first)")
         for col in ("account", "score", "stage", "status", "plan", "MRR $", "active days 30d", "truth"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=True)
         churners = {t.account_id for t in truth if t.churns_on}
         for rec in sorted(records.values(), key=lambda r: r.get("score", 0))[:15]:
             eng = rec.get("engagement", {})
@@ -102,17 +104,20 @@ def run_demo(accounts: int, days: int, seed: int) -> int:
         stop_worker(worker)
 
 
-def _wait_for_accounts(base: str, ids: list[str], timeout_s: float) -> dict[str, dict]:
+def _wait_for_accounts(base: str, newest: dict[str, str], timeout_s: float) -> dict[str, dict]:
+    """Poll the HTTP API until every account's record has reached the day of its newest event."""
     found: dict[str, dict] = {}
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and len(found) < len(ids):
-        for account in ids:
+    while time.monotonic() < deadline and len(found) < len(newest):
+        for account, day in newest.items():
             if account in found:
                 continue
             try:
                 with urllib.request.urlopen(f"{base}/accounts/{account}", timeout=2) as resp:
-                    found[account] = orjson.loads(resp.read())
+                    rec = orjson.loads(resp.read())
             except OSError:
-                pass
+                continue
+            if rec.get("as_of", "") >= day:
+                found[account] = rec
         time.sleep(0.5)
     return found
