@@ -15,7 +15,7 @@ from schemas.events import BILLING_TYPES
 from streams.domain.aggregate import AccountAggregate, cohort_snapshot, decode_aggregate, encode_aggregate
 from streams.domain.codec import to_read_model
 from streams.domain.portfolio import compute_portfolio
-from streams.ingest.decode import IngestConfig, decode_for_topic
+from streams.ingest.decode import IngestConfig, TopicKind, decode_for_topic
 from streams.ingest.outcome import Skipped
 from streams.processing import InputRecord, process_batch
 
@@ -122,7 +122,7 @@ def register(ctx: Context) -> None:
             reasons: Counter[str] = Counter()
             for ev in events:
                 msg = ev.message
-                kind = "stripe" if msg.topic == stripe_name else "segment"
+                kind: TopicKind = "stripe" if msg.topic == stripe_name else "segment"
                 out = decode_for_topic(
                     msg.value, kind, topic=msg.topic, partition=msg.partition, offset=msg.offset,
                     config=ingest_config,
@@ -183,7 +183,7 @@ def register(ctx: Context) -> None:
         if sink is not None:
             await sink.start()
 
-    @app.on_rebalance_complete.connect
+    @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def mark_ready(sender: Any, **kwargs: Any) -> None:
         ctx.ready = True
         ctx.cohort_dirty = True  # a new owner of the cohort partition recomputes once

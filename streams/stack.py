@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
-import base64
 import shutil
 import signal
 import socket
@@ -265,7 +265,7 @@ def start_kafka(cfg: StackConfig) -> int:
     log = run / "kafka.log"
     with open(log, "ab") as out:
         proc2 = subprocess.Popen(
-            [java, f"-Xms256m", f"-Xmx{KAFKA_HEAP_MB}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
+            [java, "-Xms256m", f"-Xmx{KAFKA_HEAP_MB}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
              "-Djava.awt.headless=true", log4j_opt, "-cp", classpath, "kafka.Kafka", str(props)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
         )

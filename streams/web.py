@@ -48,7 +48,7 @@ def register(ctx: Context) -> None:
     class AccountHealth(View):
         """The account's live health record, served by the worker that owns the account's partition."""
 
-        @app.table_route(table=table, match_info="account_id")
+        @app.table_route(table=table, match_info="account_id")  # type: ignore[arg-type]
         async def get(self, request: Request, account_id: str) -> Response:
             raw = table.get(account_id.encode())
             if raw is None:
@@ -59,7 +59,7 @@ def register(ctx: Context) -> None:
     class PortfolioView(View):
         """Company months, cohort cells or the summary, served by the worker that aggregates the portfolio."""
 
-        @app.table_route(table=ctx.account_to_cohort_inputs, exact_key="portfolio")
+        @app.table_route(table=ctx.account_to_cohort_inputs, exact_key="portfolio")  # type: ignore[arg-type]
         async def get(self, request: Request, part: str) -> Response:
             p = ctx.portfolio
             if p is None:

@@ -64,7 +64,7 @@ class RedisSink:
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=5)
-            except (asyncio.TimeoutError, asyncio.CancelledError):
+            except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
         await self._client.aclose()
 
@@ -102,7 +102,7 @@ class RedisSink:
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=backoff)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:

@@ -9,7 +9,7 @@ aggregator needs of an account: its ledger, its NPS responses by month, and its 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import orjson
@@ -106,13 +106,13 @@ def record_nps_response(agg: AccountAggregate, event: Any) -> bool:
 
 def nps_responses(agg: AccountAggregate) -> list[NpsResponse]:
     return [
-        NpsResponse(datetime.fromtimestamp(at, tz=timezone.utc), eid, agg.account_id, user, score)
+        NpsResponse(datetime.fromtimestamp(at, tz=UTC), eid, agg.account_id, user, score)
         for at, eid, user, score in agg.nps
     ]
 
 
 def _month(at_s: int) -> str:
-    d = datetime.fromtimestamp(at_s, tz=timezone.utc)
+    d = datetime.fromtimestamp(at_s, tz=UTC)
     return f"{d.year:04d}-{d.month:02d}"
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -62,7 +62,7 @@ def compute_portfolio(
         ledgers.append(decode_ledger(snap["ledger"]))
         segments[account_id] = snap["segment"]
         for at_s, event_id, user_id, score in snap["nps"]:
-            when = datetime.fromtimestamp(at_s, tz=timezone.utc)
+            when = datetime.fromtimestamp(at_s, tz=UTC)
             responses.append(NpsResponse(when, event_id, account_id, user_id, score))
     nps = tally_nps(responses)  # type: ignore[arg-type]
     months, cells = compute_metrics(ledgers, nps, gross_margin=gross_margin, through_month=through_month)

@@ -35,7 +35,7 @@ def wait_http(url: str, timeout_s: float) -> bool:
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process, which keeps it open
     return subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 PLANS = (("starter", 4900), ("team", 19900), ("business", 59900))  # monthly price per seat-pack, cents
 FEATURES = tuple(f"feature-{i:02d}" for i in range(24))
@@ -18,7 +17,7 @@ class GroundTruth:
 
 
 def generate(accounts: int, days: int, seed: int = 7,
-             start: datetime = datetime(2026, 1, 1, tzinfo=timezone.utc),
+             start: datetime = datetime(2026, 1, 1, tzinfo=UTC),
              churn_share: float = 0.2) -> tuple[list[dict], list[GroundTruth]]:
     """Events sorted by event time, and who churns when. Churners' usage decays before they cancel."""
     rng = random.Random(seed)

@@ -58,7 +58,7 @@ def test_live_company_and_cohort_metrics_equal_the_batch_computation_and_replay(
     if live_months != expected_months:
         diffs = [
             (e["month"], e.get("segment"), {k: (live.get(k), v) for k, v in e.items() if live.get(k) != v})
-            for live, e in zip(live_months or [], expected_months)
+            for live, e in zip(live_months or [], expected_months, strict=False)
             if live != e
         ]
         with urllib.request.urlopen(f"{worker.base_url}/metrics", timeout=5) as resp:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -14,7 +14,7 @@ from tests.support.kafka_io import produce_raw, read_topic
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 5, 20, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 5, 20, 12, 0, tzinfo=UTC)
 
 
 def canonical(account: str, n: int, etype: str = "session.started", at: datetime | None = None, **f: object) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -15,7 +15,7 @@ from streams.tools.produce import produce_lines
 
 pytestmark = pytest.mark.integration
 
-T0 = datetime(2026, 4, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 4, 1, 8, 0, tzinfo=UTC)
 
 
 def events_for(accounts: list[str], start: int, count: int) -> list[bytes]:

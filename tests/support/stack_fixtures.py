@@ -110,7 +110,8 @@ def start_worker(run: RunEnv, name: str = "w1", extra_env: dict[str, str] | None
     log_path = run.tmp / f"worker-{name}.log"
     proc = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "worker"], env=env,
-        stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        stdout=open(log_path, "ab"),  # noqa: SIM115 - the child owns the log file for its lifetime
+        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
     )
     w = WorkerProc(proc, f"http://127.0.0.1:{port}", log_path)
     if wait_ready and not wait_for_http(f"{w.base_url}/ready", 90, proc):
