@@ -20,7 +20,15 @@ install: $(BIN)/.installed ## create .venv and install churnwatch with dev tools
 demo: install ## THE RUN COMMAND: local stack, topics, worker, a generated stream, a report
 	$(BIN)/churnwatch demo
 
-test: install ## THE TEST COMMAND: lint, types, schema drift, unit + integration + reliability tests
+sysdeps: ## install the Debian packages tests use (redis-server, prometheus/promtool) when missing
+	@if command -v redis-server >/dev/null && command -v promtool >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages redis-server and prometheus (once)"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server prometheus >/dev/null; \
+	else echo "please install the Debian packages redis-server and prometheus"; exit 1; fi
+
+test: install sysdeps ## THE TEST COMMAND: lint, types, schema drift, unit + integration + reliability tests
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m schemas.generate --check
@@ -55,4 +63,5 @@ worker: install ## run one worker against CHURNWATCH_* settings
 clean: ## remove the virtualenv and local worker data (not the Kafka jar cache)
 	rm -rf $(VENV) .churnwatch-data
 
-.PHONY: help install demo test unit lint schemas up down status topics worker clean
+
+.PHONY: help install sysdeps demo test unit lint schemas up down status topics worker clean

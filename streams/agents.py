@@ -174,9 +174,24 @@ def register(ctx: Context) -> None:
             sink.put(f"{key_prefix}company", orjson.dumps(portfolio.months_json()))
 
     @app.timer(interval=10.0)
-    async def report_table_sizes() -> None:
+    async def report_table_sizes_and_lag() -> None:
         metrics.table_keys.labels("account_to_state").set(len(table))
         metrics.table_keys.labels("account_to_cohort_inputs").set(len(cohort_table))
+        consumer = app.consumer
+        try:
+            assigned = [tp for tp in app.assignor.assigned_actives() if not tp.topic.endswith("-changelog")]
+            highwaters = await consumer.highwaters(*assigned) if assigned else {}
+        except Exception:  # noqa: BLE001 - lag is best effort while rebalancing; never crash the timer
+            return
+        committed = consumer._committed_offset  # Faust keeps the last committed offset per partition
+        for tp in assigned:
+            high = highwaters.get(tp)
+            if high is None:
+                continue
+            done = committed.get(tp)
+            # Faust commits the offset of the next record to read (last acked + 1), like Kafka itself.
+            lag = high - (done if done is not None else 0)
+            metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
 
     @app.task
     async def start_sink() -> None:
