@@ -7,7 +7,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -49,7 +49,7 @@ def test_prometheus_scrapes_the_worker_and_sees_events_dead_letters_and_batches(
     try:
         assert wait_for_http(f"{base}/-/ready", 60, prom), (tmp_path / "prometheus.log").read_text()[-2000:]
         settings = run_env.settings()
-        t0 = datetime(2026, 6, 1, tzinfo=timezone.utc)
+        t0 = datetime(2026, 6, 1, tzinfo=UTC)
         lines = [orjson.dumps({"event_id": f"e{i}", "account_id": f"acct-{i % 20}", "type": "session.started",
                                "user_id": f"u{i % 3}", "occurred_at": (t0 + timedelta(minutes=i)).isoformat()})
                  for i in range(400)]
