@@ -12,8 +12,14 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from schemas.events import BILLING_TYPES
-from streams.domain.aggregate import AccountAggregate, cohort_snapshot, decode_aggregate, encode_aggregate
-from streams.domain.codec import to_read_model
+from streams.domain.aggregate import (
+    AccountAggregate,
+    cohort_snapshot,
+    decode_aggregate,
+    encode_aggregate,
+    read_model,
+    tick,
+)
 from streams.domain.portfolio import compute_portfolio
 from streams.ingest.decode import IngestConfig, TopicKind, decode_for_topic
 from streams.ingest.outcome import Skipped
@@ -58,6 +64,11 @@ def register(ctx: Context) -> None:
     sink = ctx.sink
     key_prefix = settings.redis_key_prefix
     billing_name = settings.topic(settings.billing_topic)
+    actions_name = settings.topic(settings.alert_actions_topic)
+    # Newest event time seen per input partition number, epoch seconds: the event-time watermark that drives
+    # time-based rules for the accounts of that partition (billing and usage partitions share numbers).
+    watermarks: dict[int, float] = {}
+    ticked_day: dict[int, int] = {}  # partition -> event-time day of its last tick
     cohort_inputs_name = settings.topic(settings.cohort_inputs_topic)
     ingest_config = IngestConfig(max_bytes=settings.max_event_bytes)
 
@@ -79,27 +90,22 @@ def register(ctx: Context) -> None:
                 # workers: re-produce them keyed by account id (ADR 0002).
                 if key is not None and msg.partition != partition_of(key):
                     target = topics["billing"] if msg.topic == billing_name else topics["usage"]
+                    if msg.topic == actions_name:
+                        target = topics["alert_actions"]
                     await target.send(key=key, value=msg.value)
                     rerouted += 1
                     continue
                 records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
-            result = process_batch(records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes)
+            result = process_batch(
+                records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes, rules=ctx.rules,
+                actions_topic=actions_name,
+            )
+            if result.newest_event_s:
+                for rec in records:
+                    if rec.partition is not None and watermarks.get(rec.partition, 0) < result.newest_event_s:
+                        watermarks[rec.partition] = result.newest_event_s
+            await _publish(result.states, result.alerts, result.cohort_changed)
             now = time.time()
-            for account_id, agg in result.states.items():
-                key = account_id.encode()
-                encoded = encode_aggregate(agg)
-                table[key] = encoded
-                metrics.state_bytes.observe(len(encoded))
-                health = to_read_model(agg.state, config=ctx.domain)
-                body = orjson.dumps(health)
-                await topics["health"].send(key=key, value=body)
-                if sink is not None:
-                    sink.put(f"{key_prefix}account:{account_id}", body)
-                    sink.put_score(f"{key_prefix}accounts:by_score", account_id, float(health["score"]))
-                if account_id in result.cohort_changed:
-                    await topics["cohort_inputs"].send(
-                        key=key, value=cohort_snapshot(agg, settings.segment_dimension)
-                    )
             for dl in result.dead_letters:
                 await topics["dead_letters"].send(
                     key=(dl.account_id or "").encode() or None, value=dl.model_dump_json().encode()
@@ -112,6 +118,60 @@ def register(ctx: Context) -> None:
                 metrics.event_time_lag.labels("canonical", "all").set(max(0.0, now - result.newest_event_s))
             metrics.batch_events.labels("track_engagement").inc(len(events))
             metrics.batch_duration.labels("track_engagement").observe(time.perf_counter() - started)
+
+    async def _publish(
+        states: dict[str, AccountAggregate], alerts: list[Any], cohort_changed: set[str] | frozenset[str]
+    ) -> None:
+        """Persist and publish what a batch or a tick changed. Table writes come first, with no await in
+        between, so no other coroutine can observe a half-written batch."""
+        encoded = {account_id: encode_aggregate(agg) for account_id, agg in states.items()}
+        for account_id, value in encoded.items():
+            table[account_id.encode()] = value
+            metrics.state_bytes.observe(len(value))
+        for record in alerts:
+            await topics["alerts"].send(key=record.account_id.encode(), value=record.model_dump_json().encode())
+            metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
+            if record.transition == "opened" and record.triggered_by_event_at is not None:
+                metrics.event_to_alert.observe(max(0.0, time.time() - record.triggered_by_event_at.timestamp()))
+        for account_id, agg in states.items():
+            key = account_id.encode()
+            health = read_model(agg, ctx.domain)
+            body = orjson.dumps(health)
+            await topics["health"].send(key=key, value=body)
+            if sink is not None:
+                sink.put(f"{key_prefix}account:{account_id}", body)
+                sink.put_score(f"{key_prefix}accounts:by_score", account_id, float(health["score"]))
+            if account_id in cohort_changed:
+                await topics["cohort_inputs"].send(key=key, value=cohort_snapshot(agg, settings.segment_dimension))
+
+    @app.timer(interval=settings.alert_tick_s)
+    async def advance_event_time() -> None:
+        """Time-driven rules (inactivity, renewal, activation stalled) at each owned partition's watermark."""
+        if not watermarks:
+            return
+        from datetime import UTC, datetime
+
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == billing_name
+                 or tp.topic == settings.topic(settings.usage_topic)}
+        # Rules are day-granular: a partition is ticked once per event-time day its watermark reaches.
+        todo = {p for p in owned if p in watermarks and int(watermarks[p] // 86400) > ticked_day.get(p, -1)}
+        if not todo:
+            return
+        changed: dict[str, AccountAggregate] = {}
+        alerts: list[Any] = []
+        for key, value in list(table.items()):
+            partition = partition_of(key)
+            if partition not in todo:
+                continue
+            agg = decode_aggregate(value)
+            records = tick(agg, datetime.fromtimestamp(watermarks[partition], tz=UTC), ctx.rules)
+            if records:
+                changed[agg.account_id] = agg
+                alerts.extend(records)
+        for p in todo:
+            ticked_day[p] = int(watermarks[p] // 86400)
+        if alerts:
+            await _publish(changed, alerts, frozenset())
 
     @app.agent(topics["raw"], concurrency=1)
     async def normalize_raw_events(stream: Any) -> None:
@@ -183,7 +243,7 @@ def register(ctx: Context) -> None:
             highwaters = await consumer.highwaters(*assigned) if assigned else {}
         except Exception:
             return
-        committed = consumer._committed_offset  # Faust keeps the last committed offset per partition
+        committed = consumer._committed_offset  # type: ignore[attr-defined]  # Faust: last commit per partition
         for tp in assigned:
             high = highwaters.get(tp)
             if high is None:

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.adapters.metrics import Metrics
 from streams.adapters.redis_sink import RedisSink
+from streams.domain.aggregate import Rules
 from streams.domain.config import DomainConfig
 from streams.domain.portfolio import Portfolio
 from streams.settings import Settings
@@ -28,6 +29,7 @@ class Context:
     app: faust.App
     metrics: Metrics
     domain: DomainConfig
+    rules: Rules
     sink: RedisSink | None
     topics: dict[str, Any]
     account_to_state: Any  # faust Table[bytes, bytes]: account id -> encoded AccountAggregate
@@ -96,7 +98,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     )
     names = topic_names(settings)
     topics = {
-        "canonical": _raw_topic(app, names["billing_topic"], names["usage_topic"]),
+        # One serial stream for everything that changes an account: events and people's alert actions.
+        "canonical": _raw_topic(app, names["billing_topic"], names["usage_topic"], names["alert_actions_topic"]),
         "billing": _raw_topic(app, names["billing_topic"]),
         "usage": _raw_topic(app, names["usage_topic"]),
         "raw": _raw_topic(app, names["stripe_topic"], names["segment_topic"]),
@@ -132,8 +135,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         if settings.redis_enabled
         else None
     )
+    domain = DomainConfig()
     ctx = Context(
-        settings=settings, app=app, metrics=metrics, domain=DomainConfig(), sink=sink,
+        settings=settings, app=app, metrics=metrics, domain=domain, rules=Rules.load(settings.thresholds_file, domain),
+        sink=sink,
         topics=topics, account_to_state=account_to_state, account_to_cohort_inputs=account_to_cohort_inputs,
     )
     agents.register(ctx)

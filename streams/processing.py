@@ -11,8 +11,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from pydantic import ValidationError
+
+from schemas.alerts import AlertAction, AlertRecord
 from schemas.deadletter import DeadLetter, DeadLetterReason
-from streams.domain.aggregate import AccountAggregate, apply, new_aggregate
+from streams.domain.aggregate import AccountAggregate, Rules, act, apply, new_aggregate
 from streams.domain.config import DomainConfig
 from streams.ingest.decode import decode_canonical, make_dead_letter
 
@@ -33,6 +36,7 @@ class BatchResult:
     states: dict[str, AccountAggregate] = field(default_factory=dict)
     # Accounts whose cohort inputs (MRR ledger, NPS by month, segment) changed in this batch.
     cohort_changed: set[str] = field(default_factory=set)
+    alerts: list[AlertRecord] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     # (topic, event type, outcome) -> count; outcome in processed / duplicate / dead_lettered
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
@@ -47,12 +51,21 @@ def process_batch(
     config: DomainConfig,
     *,
     max_event_bytes: int,
+    rules: Rules | None = None,
+    actions_topic: str | None = None,
 ) -> BatchResult:
-    """Decode and apply every record; each account's state is loaded at most once per batch."""
+    """Decode and apply every record; each account's state is loaded at most once per batch.
+
+    Records from `actions_topic` are people's alert actions (schemas.alerts.AlertAction); they go through
+    the same serial path so an action and an event never race on one account.
+    """
     result = BatchResult()
     states = result.states
     tally = result.tally
     for rec in records:
+        if rec.topic == actions_topic and rules is not None:
+            _apply_action(rec, result, load_state, rules, max_event_bytes)
+            continue
         decoded = decode_canonical(
             rec.value, topic=rec.topic, partition=rec.partition, offset=rec.offset, max_bytes=max_event_bytes
         )
@@ -65,8 +78,10 @@ def process_batch(
         if state is None:
             state = load_state(account_id) or new_aggregate(account_id)
         # Offsets are tracked per input topic: one account's records of a topic sit on one partition.
-        applied = apply(state, event, config, source=rec.topic, offset=rec.offset)
+        applied = apply(state, event, config, source=rec.topic, offset=rec.offset, rules=rules)
         states[account_id] = applied.aggregate
+        if applied.alerts:
+            result.alerts.extend(applied.alerts)
         if applied.ledger_changed or event.type == "account.traits":
             result.cohort_changed.add(account_id)
         if applied.outcome == "too_late":
@@ -87,6 +102,35 @@ def process_batch(
         if ts > result.newest_event_s:
             result.newest_event_s = ts
     return result
+
+
+def _apply_action(
+    rec: InputRecord, result: BatchResult, load_state: Callable[[str], AccountAggregate | None], rules: Rules,
+    max_event_bytes: int,
+) -> None:
+    if len(rec.value) > max_event_bytes:
+        reason, message, action = DeadLetterReason.OVERSIZE, f"alert action of {len(rec.value)} bytes", None
+    else:
+        try:
+            action = AlertAction.model_validate_json(rec.value)
+            reason, message = None, ""
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "action"
+            reason, message, action = DeadLetterReason.INVALID_EVENT, f"{where}: {err['msg']}", None
+    if action is None:
+        _dead_letter(result, make_dead_letter(
+            reason or DeadLetterReason.INVALID_EVENT, message, rec.value, topic=rec.topic, partition=rec.partition,
+            offset=rec.offset, max_bytes=max_event_bytes,
+        ), rec.topic, "alert.action")
+        return
+    agg = result.states.get(action.account_id) or load_state(action.account_id)
+    if agg is None:
+        result.tally[(rec.topic, f"alert.{action.action}", "skipped")] += 1  # an account we never saw
+        return
+    result.states[action.account_id] = agg
+    result.alerts.extend(act(agg, action, rules))
+    result.tally[(rec.topic, f"alert.{action.action}", "processed")] += 1
 
 
 def _dead_letter(result: BatchResult, dl: DeadLetter | None, topic: str, etype: str = "unknown") -> None:

@@ -12,8 +12,15 @@ from typing import Any
 
 import orjson
 
-from streams.domain.aggregate import AccountAggregate, cohort_snapshot, encode_aggregate
-from streams.domain.codec import to_read_model
+from schemas.alerts import AlertRecord
+from streams.domain.aggregate import (
+    AccountAggregate,
+    Rules,
+    cohort_snapshot,
+    encode_aggregate,
+    read_model,
+    tick,
+)
 from streams.domain.config import DomainConfig
 from streams.domain.portfolio import Portfolio, compute_portfolio
 from streams.ingest.convert import FORMATS, Converted, Record, convert_records, read_records, unreadable
@@ -35,6 +42,7 @@ class ReplayResult:
     inputs: int = 0
     seconds: float = 0.0
     portfolio: Portfolio | None = None
+    alerts: list[AlertRecord] = field(default_factory=list)
 
     @property
     def processed(self) -> int:
@@ -69,18 +77,24 @@ def canonical_lines(paths: Iterable[str], fmt: str, result: ReplayResult) -> Ite
 def replay_lines(
     lines: Iterable[bytes], config: DomainConfig | None = None, *, batch_size: int = 5000,
     max_event_bytes: int = 64 * 1024, progress: Any = None, result: ReplayResult | None = None,
-    cohort_dimension: str = "plan",
+    cohort_dimension: str = "plan", rules: Rules | None = None, final_tick: bool = True,
 ) -> ReplayResult:
-    """Apply every line through `process_batch`, exactly as the worker does, then compute the portfolio."""
+    """Apply every line through `process_batch`, exactly as the worker does, then compute the portfolio.
+
+    With `final_tick`, time-driven rules are evaluated once at the end at the newest event time seen (the
+    worker's timer does the same at each partition's watermark).
+    """
     config = config or DomainConfig()
+    rules = rules or Rules.load(None, config)
     result = result or ReplayResult()
     states = result.states
     started = time.perf_counter()
     batch: list[InputRecord] = []
 
     def flush() -> None:
-        out = process_batch(batch, states.get, config, max_event_bytes=max_event_bytes)
+        out = process_batch(batch, states.get, config, max_event_bytes=max_event_bytes, rules=rules)
         states.update(out.states)
+        result.alerts.extend(out.alerts)
         result.tally.update(out.tally)
         result.dead_letter_reasons.update(out.dead_letter_reasons)
         if progress is not None:
@@ -94,6 +108,14 @@ def replay_lines(
             flush()
     if batch:
         flush()
+    if final_tick and states:
+        from datetime import UTC, datetime
+
+        newest = max(max(t for t in (a.state.last_event_s, a.state.last_billing_s) if t is not None)
+                     for a in states.values())
+        watermark = datetime.fromtimestamp(newest, tz=UTC)
+        for account_id in sorted(states):
+            result.alerts.extend(tick(states[account_id], watermark, rules))
     result.seconds = time.perf_counter() - started
     result.portfolio = compute_portfolio(
         (a, cohort_snapshot(s, cohort_dimension)) for a, s in sorted(states.items())
@@ -111,7 +133,10 @@ def write_outputs(result: ReplayResult, out_dir: Path, config: DomainConfig) -> 
     (out_dir / "summary.json").write_bytes(orjson.dumps(portfolio.summary_json(), option=opts))
     with open(out_dir / "accounts.jsonl", "wb") as fh:
         for account_id in sorted(result.states):
-            fh.write(orjson.dumps(to_read_model(result.states[account_id].state, config=config)) + b"\n")
+            fh.write(orjson.dumps(read_model(result.states[account_id], config)) + b"\n")
+    with open(out_dir / "alerts.jsonl", "wb") as fh:
+        for record in result.alerts:
+            fh.write(record.model_dump_json().encode() + b"\n")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -119,6 +144,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="fmt", choices=FORMATS, default="canonical", help="input format")
     p.add_argument("--out", type=Path, default=None, help="write metrics.json, cohorts.json, ... into DIR")
     p.add_argument("--segment", default="plan", help="segment dimension: plan or an account trait name")
+    p.add_argument("--thresholds", type=Path, default=None, help="thresholds YAML (default: shipped defaults)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -133,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
         raise ReplayError(problems[0].split(": error: ", 1)[-1])
     console = Console(stderr=True)
     config = DomainConfig()
+    try:
+        rules = Rules.load(args.thresholds, config)
+    except ValueError as exc:  # ThresholdsError: already one line naming the file and key
+        raise ReplayError(str(exc)) from None
     result = ReplayResult()
     lines = canonical_lines(args.files, args.fmt, result)
     with Progress(
@@ -141,11 +171,11 @@ def run(args: argparse.Namespace) -> int:
     ) as bar:
         task = bar.add_task("replay", total=None)
         replay_lines(lines, config, progress=lambda n: bar.advance(task, n), result=result,
-                     cohort_dimension=args.segment)
+                     cohort_dimension=args.segment, rules=rules)
     print_replay_report(result)
     if args.out:
         write_outputs(result, args.out, config)
-        Console().print(f"wrote {args.out}/metrics.json, cohorts.json, summary.json, accounts.jsonl")
+        Console().print(f"wrote {args.out}/metrics.json, cohorts.json, summary.json, accounts.jsonl, alerts.jsonl")
     return 0
 
 

@@ -54,6 +54,23 @@ def cohort_grid(cells: list[CohortCell], max_age: int = 12) -> Table:
     return t
 
 
+def alerts_table(records: list) -> Table:
+    """Alert transitions by trigger and severity (opened counts are episodes)."""
+    from collections import Counter
+
+    opened = Counter((r.trigger, r.severity) for r in records if r.transition == "opened")
+    escalated = Counter(r.trigger for r in records if r.transition == "escalated")
+    resolved = Counter((r.trigger, r.resolution_reason) for r in records if r.transition == "resolved")
+    t = Table(title=f"Alerts: {sum(opened.values())} opened, {len(records)} transitions")
+    for col in ("trigger", "low", "medium", "high", "critical", "escalated", "resolved (reasons)"):
+        t.add_column(col, justify="right" if col not in ("trigger", "resolved (reasons)") else "left")
+    for trigger in sorted({tr for tr, _ in opened} | {tr for tr, _ in resolved}):
+        reasons = ", ".join(f"{reason} {n}" for (tr, reason), n in sorted(resolved.items()) if tr == trigger)
+        t.add_row(trigger, *(str(opened.get((trigger, s), "")) for s in ("low", "medium", "high", "critical")),
+                  str(escalated.get(trigger, "")), reasons)
+    return t
+
+
 def print_replay_report(result: ReplayResult, console: Console | None = None) -> None:
     console = console or Console()
     outcomes: dict[str, int] = {}
@@ -68,6 +85,8 @@ def print_replay_report(result: ReplayResult, console: Console | None = None) ->
     )
     if result.dead_letter_reasons:
         console.print("dead letters by reason: " + ", ".join(f"{r}={n}" for r, n in sorted(result.dead_letter_reasons.items())))
+    if result.alerts:
+        console.print(alerts_table(result.alerts))
     p = result.portfolio
     if p is None or not p.months:
         return

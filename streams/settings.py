@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./.churnwatch-data")
     standby_replicas: int = Field(0, ge=0, le=8)
     thresholds_file: Path | None = None
+    # Time-driven alert rules are evaluated at each partition's event-time watermark this often, seconds.
+    alert_tick_s: float = Field(30.0, ge=0.2, le=3600)
     # Cohort / company metrics are recomputed from all accounts' cohort inputs this often, seconds.
     cohort_refresh_s: float = Field(30.0, ge=0.5, le=3600)
     # Segment dimension for retention / LTV breakdowns: "plan" or any account trait (e.g. industry).

@@ -8,8 +8,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.domain.aggregate import decode_aggregate
-from streams.domain.codec import to_read_model
+from streams.domain.aggregate import decode_aggregate, read_model
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -53,7 +52,7 @@ def register(ctx: Context) -> None:
             raw = table.get(account_id.encode())
             if raw is None:
                 return _json(self, {"error": f"unknown account '{account_id}'"}, 404)
-            return _json(self, to_read_model(decode_aggregate(raw).state, config=ctx.domain))
+            return _json(self, read_model(decode_aggregate(raw), ctx.domain))
 
     @app.page("/portfolio/{part}")
     class PortfolioView(View):

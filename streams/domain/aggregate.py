@@ -1,9 +1,16 @@
-"""The account table value: engagement state + MRR ledger + NPS history, applied and encoded together.
+"""The account table value: engagement state + MRR ledger + NPS history + alert book, applied together.
 
 `apply(aggregate, event)` is the one transition the worker and replay call per event. It delegates to
-`account.apply_event` (engagement, subscription, health inputs, dedupe, lateness) and, for events that state
-accepted, to `mrr.apply_billing_event` (monthly MRR facts for cohorts). `cohort_snapshot` is what the cohort
-aggregator needs of an account: its ledger, its NPS responses by month, and its segment value.
+`account.apply_event` (engagement, subscription, health inputs, dedupe, lateness), to `mrr.apply_billing_event`
+(monthly MRR facts for cohorts), and decides WHEN alerts are evaluated (docs/adr/0004):
+- day close: before an event moves the account to a later event-time day, every rule is evaluated on the state
+  as of the end of the previous day (usage rules are day-granular, so this is their natural checkpoint);
+- billing checkpoints: right after a billing event, the billing triggers (payment failed, cancellation
+  scheduled, downgrade, churn) are evaluated at the event's time, so those alerts are immediate;
+- time ticks: `tick` evaluates at a partition's watermark when the book is `due` (inactivity, renewal,
+  activation stalled fire from event-time progress without any event of the account).
+None of these depend on how records were batched, so the worker and replay decide the same alerts.
+`cohort_snapshot` is what the cohort aggregator needs of an account.
 """
 
 from __future__ import annotations
@@ -14,11 +21,29 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from schemas.alerts import AlertAction, AlertRecord
 from schemas.events import BILLING_TYPES, CanonicalEvent
 from streams.domain.account import AccountState, apply_event, new_account
+from streams.domain.alerts import (
+    AlertBook,
+    AlertContext,
+    apply_action,
+    decode_book,
+    due,
+    encode_book,
+    evaluate,
+    evaluate_account,
+    new_book,
+)
 from streams.domain.codec import decode_state, encode_state
 from streams.domain.config import DomainConfig
+from streams.domain.engagement import DAY_S
 from streams.domain.mrr import LateEventError, MrrLedger, apply_billing_event, decode_ledger, encode_ledger
+from streams.domain.rules import assess
+from streams.domain.thresholds import Thresholds, load_thresholds, thresholds_for
+
+# Triggers decided by billing registers alone: evaluated right after the billing event (immediate alerts).
+BILLING_TRIGGERS = frozenset({"payment_failed", "cancellation_scheduled", "downgrade"})
 
 FORMAT_VERSION = 1
 # NPS responses kept per account for monthly company NPS: newest per (month, user), at most this many.
@@ -42,6 +67,7 @@ class AccountAggregate:
     state: AccountState
     ledger: MrrLedger
     nps: list[tuple[int, str, str, int]] = field(default_factory=list)  # (at_s, event_id, user_id, score)
+    book: AlertBook | None = None  # created on first evaluation
 
     @property
     def account_id(self) -> str:
@@ -52,10 +78,84 @@ class Applied(NamedTuple):
     aggregate: AccountAggregate
     outcome: str  # processed / duplicate / too_late
     ledger_changed: bool
+    alerts: list[AlertRecord]
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Thresholds and domain config: everything alert evaluation needs, loaded once per worker."""
+
+    thresholds: Thresholds
+    config: DomainConfig
+
+    @classmethod
+    def load(cls, path: Any = None, config: DomainConfig | None = None) -> Rules:
+        return cls(load_thresholds(path), config or DomainConfig())
+
+    def for_account(self, state: AccountState) -> Any:
+        return thresholds_for(self.thresholds, state.plan, state.traits)
+
+
+_NO_ALERTS: list[AlertRecord] = []
 
 
 def new_aggregate(account_id: str) -> AccountAggregate:
     return AccountAggregate(new_account(account_id), MrrLedger(account_id))
+
+
+def _utc(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, tz=UTC)
+
+
+def _newest_event_s(state: AccountState) -> int | None:
+    times = [t for t in (state.last_event_s, state.last_billing_s) if t is not None]
+    return max(times) if times else None
+
+
+def _book(agg: AccountAggregate) -> AlertBook:
+    if agg.book is None:
+        agg.book = new_book(agg.account_id)
+    return agg.book
+
+
+def close_day(agg: AccountAggregate, rules: Rules) -> list[AlertRecord]:
+    """Evaluate every rule on the state as of the end of its current event-time day."""
+    state = agg.state
+    newest = _newest_event_s(state)
+    if newest is None:
+        return _NO_ALERTS
+    end_of_day = _utc(state.as_of_day * DAY_S + DAY_S - 1)
+    _, records = evaluate_account(
+        _book(agg), state, end_of_day, rules.for_account(state), rules.config,
+        triggered_by_event_at=_utc(newest),
+    )
+    return records
+
+
+def tick(agg: AccountAggregate, watermark: datetime, rules: Rules) -> list[AlertRecord]:
+    """Event-time progress without events for this account: time-driven rules at the partition watermark."""
+    book = _book(agg)
+    if _newest_event_s(agg.state) is None or not due(book, watermark):
+        return _NO_ALERTS
+    _, records = evaluate_account(book, agg.state, watermark, rules.for_account(agg.state), rules.config)
+    return records
+
+
+def act(agg: AccountAggregate, action: AlertAction, rules: Rules) -> list[AlertRecord]:
+    """A person's acknowledge / snooze / resolve from the alert-actions topic."""
+    _, records = apply_action(_book(agg), action, action.occurred_at, rs=rules.for_account(agg.state))
+    return records
+
+
+def _billing_checkpoint(agg: AccountAggregate, event: CanonicalEvent, rules: Rules) -> list[AlertRecord]:
+    state = agg.state
+    rs = rules.for_account(state)
+    a = assess(state, event.occurred_at, rs, rules.config)
+    signals = [sig for sig in a.signals if sig.trigger in BILLING_TRIGGERS]
+    _, records = evaluate(
+        _book(agg), state, signals, event.occurred_at, rs, AlertContext(a.health, event.occurred_at, a.stage)
+    )
+    return records
 
 
 def apply(
@@ -65,11 +165,22 @@ def apply(
     *,
     source: str | None = None,
     offset: int | None = None,
+    rules: Rules | None = None,
 ) -> Applied:
-    """Apply one event to every part of the account; mutates `agg` in place and returns it."""
-    result = apply_event(agg.state, event, config, source=source, offset=offset)
+    """Apply one event to every part of the account; mutates `agg` in place and returns it.
+
+    With `rules`, alerts are evaluated at the checkpoints described in the module docstring.
+    """
+    alerts: list[AlertRecord] = _NO_ALERTS
+    state = agg.state
+    if rules is not None and _newest_event_s(state) is not None:
+        day = int(event.occurred_at.timestamp()) // DAY_S
+        if day > state.as_of_day:
+            # Only events that will be applied can be on a later day (duplicates and late events are older).
+            alerts = list(close_day(agg, rules))
+    result = apply_event(state, event, config, source=source, offset=offset)
     if result.outcome != "processed":
-        return Applied(agg, result.outcome, False)
+        return Applied(agg, result.outcome, False, alerts)
     etype = event.type
     changed = False
     if etype in BILLING_TYPES:
@@ -82,9 +193,11 @@ def apply(
             # The engagement state's lateness rule is at least as strict, so this does not happen in
             # practice; if it does, the ledger keeps its folded history and the event still counts once.
             changed = False
+        if rules is not None:
+            alerts = alerts + _billing_checkpoint(agg, event, rules)
     elif etype == "nps.responded":
         changed = record_nps_response(agg, event)  # type: ignore[arg-type]
-    return Applied(agg, "processed", changed)
+    return Applied(agg, "processed", changed, alerts)
 
 
 def record_nps_response(agg: AccountAggregate, event: Any) -> bool:
@@ -119,7 +232,8 @@ def _month(at_s: int) -> str:
 def encode_aggregate(agg: AccountAggregate) -> bytes:
     """Version byte, 4-byte length of the state part, the state (its own codec), then ledger + NPS as JSON."""
     state = encode_state(agg.state)
-    rest = orjson.dumps([encode_ledger(agg.ledger), agg.nps])
+    book = encode_book(agg.book) if agg.book is not None else None
+    rest = orjson.dumps([encode_ledger(agg.ledger), agg.nps, book])
     return bytes((FORMAT_VERSION,)) + len(state).to_bytes(4, "big") + state + rest
 
 
@@ -128,8 +242,25 @@ def decode_aggregate(data: bytes) -> AccountAggregate:
         raise ValueError(f"unknown account aggregate format {data[:1]!r}")
     n = int.from_bytes(data[1:5], "big")
     state = decode_state(data[5 : 5 + n])
-    ledger_data, nps = orjson.loads(data[5 + n :])
-    return AccountAggregate(state, decode_ledger(ledger_data), [tuple(x) for x in nps])  # type: ignore[misc]
+    ledger_data, nps, book = orjson.loads(data[5 + n :])
+    return AccountAggregate(
+        state, decode_ledger(ledger_data), [tuple(x) for x in nps],  # type: ignore[misc]
+        decode_book(book) if book is not None else None,
+    )
+
+
+def read_model(agg: AccountAggregate, config: DomainConfig) -> dict[str, Any]:
+    """The account's health record (Redis, HTTP, health topic): state view + open alerts + ledger cohort.
+
+    The cohort is the ledger's (first month that ends paying), the same definition the cohort tables use.
+    """
+    from streams.domain.alerts import open_alerts
+    from streams.domain.codec import to_read_model
+
+    record = to_read_model(agg.state, config=config)
+    record["cohort"] = agg.ledger.first_paid_month
+    record["open_alerts"] = open_alerts(agg.book) if agg.book is not None else []
+    return record
 
 
 def segment_of(agg: AccountAggregate, dimension: str) -> str:
