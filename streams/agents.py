@@ -100,10 +100,7 @@ def register(ctx: Context) -> None:
                 records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes, rules=ctx.rules,
                 actions_topic=actions_name,
             )
-            if result.newest_event_s:
-                for rec in records:
-                    if rec.partition is not None and watermarks.get(rec.partition, 0) < result.newest_event_s:
-                        watermarks[rec.partition] = result.newest_event_s
+            _advance_watermarks(result.usage_by_partition)
             await _publish(result.states, result.alerts, result.cohort_changed)
             now = time.time()
             for dl in result.dead_letters:
@@ -118,6 +115,26 @@ def register(ctx: Context) -> None:
                 metrics.event_time_lag.labels("canonical", "all").set(max(0.0, now - result.newest_event_s))
             metrics.batch_events.labels("track_engagement").inc(len(events))
             metrics.batch_duration.labels("track_engagement").observe(time.perf_counter() - started)
+
+    advanced_wall: dict[int, float] = {}  # partition -> wall time its watermark last moved
+
+    def _advance_watermarks(newest_usage: dict[int, float]) -> None:
+        """Per partition: newest usage event time minus a bounded out-of-orderness delay (never backwards)."""
+        now = time.monotonic()
+        for partition, at in newest_usage.items():
+            mark = at - settings.watermark_delay_s
+            if mark > watermarks.get(partition, 0.0):
+                watermarks[partition] = mark
+                advanced_wall[partition] = now
+
+    def _effective_watermark(partition: int) -> float | None:
+        """The partition's watermark; an idle partition (no new usage for idle_partition_s of wall time)
+        follows the highest watermark of this worker, so its silent accounts still age (ADR 0004)."""
+        mark = watermarks.get(partition)
+        idle = time.monotonic() - advanced_wall.get(partition, 0.0) >= settings.idle_partition_s
+        if idle and watermarks:
+            return max(mark or 0.0, max(watermarks.values()))
+        return mark
 
     async def _publish(
         states: dict[str, AccountAggregate], alerts: list[Any], cohort_changed: set[str] | frozenset[str]
@@ -154,7 +171,8 @@ def register(ctx: Context) -> None:
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == billing_name
                  or tp.topic == settings.topic(settings.usage_topic)}
         # Rules are day-granular: a partition is ticked once per event-time day its watermark reaches.
-        todo = {p for p in owned if p in watermarks and int(watermarks[p] // 86400) > ticked_day.get(p, -1)}
+        marks = {p: m for p in owned if (m := _effective_watermark(p)) is not None}
+        todo = {p for p, m in marks.items() if int(m // 86400) > ticked_day.get(p, -1)}
         if not todo:
             return
         changed: dict[str, AccountAggregate] = {}
@@ -164,12 +182,12 @@ def register(ctx: Context) -> None:
             if partition not in todo:
                 continue
             agg = decode_aggregate(value)
-            records = tick(agg, datetime.fromtimestamp(watermarks[partition], tz=UTC), ctx.rules)
+            records = tick(agg, datetime.fromtimestamp(marks[partition], tz=UTC), ctx.rules)
             if records:
                 changed[agg.account_id] = agg
                 alerts.extend(records)
         for p in todo:
-            ticked_day[p] = int(watermarks[p] // 86400)
+            ticked_day[p] = int(marks[p] // 86400)
         if alerts:
             await _publish(changed, alerts, frozenset())
 

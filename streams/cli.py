@@ -147,6 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_arguments(p)
     p.set_defaults(func=cmd_replay)
 
+    p = sub.add_parser("bench", help="measure throughput, latency, state size and recovery against real Kafka")
+    from streams.tools import bench
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.run)
     p = sub.add_parser("convert", help="convert Stripe / Segment / CloudEvents files to canonical JSONL")
     try:
         from streams.ingest import convert

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from schemas.alerts import AlertAction, AlertRecord
 from schemas.deadletter import DeadLetter, DeadLetterReason
+from schemas.events import BILLING_TYPES
 from streams.domain.aggregate import AccountAggregate, Rules, act, apply, new_aggregate
 from streams.domain.config import DomainConfig
 from streams.ingest.decode import decode_canonical, make_dead_letter
@@ -41,8 +42,12 @@ class BatchResult:
     # (topic, event type, outcome) -> count; outcome in processed / duplicate / dead_lettered
     tally: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     dead_letter_reasons: Counter[str] = field(default_factory=Counter)
-    # account id -> newest event time seen in this batch, epoch seconds (for latency and lag metrics)
+    # newest event time seen in this batch, epoch seconds (for latency and lag metrics)
     newest_event_s: float = 0.0
+    # newest USAGE event time in this batch, overall and per input partition: event-time watermarks for
+    # time-driven rules (usage is the dense activity stream; billing is sparse and may be read far ahead)
+    newest_usage_s: float = 0.0
+    usage_by_partition: dict[int, float] = field(default_factory=dict)
 
 
 def process_batch(
@@ -101,6 +106,11 @@ def process_batch(
         ts = event.occurred_at.timestamp()
         if ts > result.newest_event_s:
             result.newest_event_s = ts
+        if event.type not in BILLING_TYPES:
+            if ts > result.newest_usage_s:
+                result.newest_usage_s = ts
+            if rec.partition is not None and ts > result.usage_by_partition.get(rec.partition, 0.0):
+                result.usage_by_partition[rec.partition] = ts
     return result
 
 

@@ -78,11 +78,12 @@ def replay_lines(
     lines: Iterable[bytes], config: DomainConfig | None = None, *, batch_size: int = 5000,
     max_event_bytes: int = 64 * 1024, progress: Any = None, result: ReplayResult | None = None,
     cohort_dimension: str = "plan", rules: Rules | None = None, final_tick: bool = True,
+    watermark_delay_s: float = 3600.0,
 ) -> ReplayResult:
     """Apply every line through `process_batch`, exactly as the worker does, then compute the portfolio.
 
-    With `final_tick`, time-driven rules are evaluated once at the end at the newest event time seen (the
-    worker's timer does the same at each partition's watermark).
+    With `final_tick`, time-driven rules are evaluated after every batch at the newest event time seen so far
+    (the worker's timer does the same at each partition's watermark every CHURNWATCH_ALERT_TICK_S).
     """
     config = config or DomainConfig()
     rules = rules or Rules.load(None, config)
@@ -91,7 +92,10 @@ def replay_lines(
     started = time.perf_counter()
     batch: list[InputRecord] = []
 
+    watermark_s = 0.0
+
     def flush() -> None:
+        nonlocal watermark_s
         out = process_batch(batch, states.get, config, max_event_bytes=max_event_bytes, rules=rules)
         states.update(out.states)
         result.alerts.extend(out.alerts)
@@ -100,6 +104,18 @@ def replay_lines(
         if progress is not None:
             progress(len(batch))
         batch.clear()
+        # Like the worker's timer: time-driven rules at the event-time watermark after each batch.
+        mark = out.newest_usage_s - watermark_delay_s
+        if final_tick and out.newest_usage_s and mark > watermark_s:
+            watermark_s = mark
+            _tick_all(watermark_s)
+
+    def _tick_all(at_s: float) -> None:
+        from datetime import UTC, datetime
+
+        mark = datetime.fromtimestamp(at_s, tz=UTC)
+        for account_id in sorted(states):
+            result.alerts.extend(tick(states[account_id], mark, rules))
 
     for line in lines:
         result.inputs += 1
@@ -108,14 +124,6 @@ def replay_lines(
             flush()
     if batch:
         flush()
-    if final_tick and states:
-        from datetime import UTC, datetime
-
-        newest = max(max(t for t in (a.state.last_event_s, a.state.last_billing_s) if t is not None)
-                     for a in states.values())
-        watermark = datetime.fromtimestamp(newest, tz=UTC)
-        for account_id in sorted(states):
-            result.alerts.extend(tick(states[account_id], watermark, rules))
     result.seconds = time.perf_counter() - started
     result.portfolio = compute_portfolio(
         (a, cohort_snapshot(s, cohort_dimension)) for a, s in sorted(states.items())

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     thresholds_file: Path | None = None
     # Time-driven alert rules are evaluated at each partition's event-time watermark this often, seconds.
     alert_tick_s: float = Field(30.0, ge=0.2, le=3600)
+    # The event-time watermark trails the newest usage event by this much (bounded out-of-orderness), seconds.
+    watermark_delay_s: float = Field(3600.0, ge=0, le=7 * 86400)
+    # Wall-clock fallback: a partition with no new usage for this long follows the worker's highest watermark.
+    idle_partition_s: float = Field(300.0, ge=0.1, le=86400)
     # Cohort / company metrics are recomputed from all accounts' cohort inputs this often, seconds.
     cohort_refresh_s: float = Field(30.0, ge=0.5, le=3600)
     # Segment dimension for retention / LTV breakdowns: "plan" or any account trait (e.g. industry).

@@ -3,10 +3,12 @@
 `apply(aggregate, event)` is the one transition the worker and replay call per event. It delegates to
 `account.apply_event` (engagement, subscription, health inputs, dedupe, lateness), to `mrr.apply_billing_event`
 (monthly MRR facts for cohorts), and decides WHEN alerts are evaluated (docs/adr/0004):
-- day close: before an event moves the account to a later event-time day, every rule is evaluated on the state
-  as of the end of the previous day (usage rules are day-granular, so this is their natural checkpoint);
+- day close: before a USAGE event moves the account's usage clock to a later day, every rule is evaluated on the
+  state as of the end of the previous usage day (usage rules are day-granular: their natural checkpoint);
 - billing checkpoints: right after a billing event, the billing triggers (payment failed, cancellation
-  scheduled, downgrade, churn) are evaluated at the event's time, so those alerts are immediate;
+  scheduled, downgrade, churn) are evaluated at the billing stream's time, so those alerts are immediate. They
+  do not move the clock that usage checkpoints use: a worker catching up may read the small billing topic weeks
+  ahead of usage, and usage rules must never be judged at a time whose usage has not arrived yet;
 - time ticks: `tick` evaluates at a partition's watermark when the book is `due` (inactivity, renewal,
   activation stalled fire from event-time progress without any event of the account).
 None of these depend on how records were batched, so the worker and replay decide the same alerts.
@@ -32,7 +34,6 @@ from streams.domain.alerts import (
     due,
     encode_book,
     evaluate,
-    evaluate_account,
     new_book,
 )
 from streams.domain.codec import decode_state, encode_state
@@ -118,18 +119,41 @@ def _book(agg: AccountAggregate) -> AlertBook:
     return agg.book
 
 
-def close_day(agg: AccountAggregate, rules: Rules) -> list[AlertRecord]:
-    """Evaluate every rule on the state as of the end of its current event-time day."""
+def _evaluate_at(
+    agg: AccountAggregate, as_of_s: int, rules: Rules, triggered_by: datetime | None, *, only_billing: bool = False
+) -> list[AlertRecord]:
+    """Evaluate the account at event time as_of_s. Billing triggers are only decided when every billing event
+    applied is dated at or before as_of (a billing fact from the future of as_of would stamp an alert before
+    its cause); they wait for a later checkpoint otherwise."""
     state = agg.state
-    newest = _newest_event_s(state)
-    if newest is None:
+    book = _book(agg)
+    as_of_s = max(as_of_s, book.as_of_s)
+    if state.status == "canceled" and not any(slot.is_open for slot in book.slots.values()):
+        book.as_of_s = as_of_s  # a lost customer with nothing open: no rule can open anything
         return _NO_ALERTS
-    end_of_day = _utc(state.as_of_day * DAY_S + DAY_S - 1)
-    _, records = evaluate_account(
-        _book(agg), state, end_of_day, rules.for_account(state), rules.config,
-        triggered_by_event_at=_utc(newest),
-    )
+    when = _utc(as_of_s)
+    rs = rules.for_account(state)
+    a = assess(state, when, rs, rules.config)
+    billing_ready = state.last_billing_s is None or state.last_billing_s <= as_of_s
+    if only_billing:
+        signals = [sig for sig in a.signals if sig.trigger in BILLING_TRIGGERS]
+    elif billing_ready:
+        signals = a.signals
+    else:
+        signals = [sig for sig in a.signals if sig.trigger not in BILLING_TRIGGERS]
+    _, records = evaluate(book, state, signals, when, rs, AlertContext(a.health, triggered_by, a.stage))
     return records
+
+
+def close_day(agg: AccountAggregate, rules: Rules, until_s: int) -> list[AlertRecord]:
+    """Evaluate every rule as of the end of the current usage day, extended up to `until_s` (the start of the
+    day that closes it) for billing events already applied in between (weekends, quiet days)."""
+    state = agg.state
+    if state.last_event_s is None:
+        return _NO_ALERTS
+    end_of_day = state.engagement.clock_day * DAY_S + DAY_S - 1
+    as_of_s = max(end_of_day, min(state.last_billing_s or 0, until_s))
+    return _evaluate_at(agg, as_of_s, rules, _utc(_newest_event_s(state) or as_of_s))
 
 
 def tick(agg: AccountAggregate, watermark: datetime, rules: Rules) -> list[AlertRecord]:
@@ -137,8 +161,7 @@ def tick(agg: AccountAggregate, watermark: datetime, rules: Rules) -> list[Alert
     book = _book(agg)
     if _newest_event_s(agg.state) is None or not due(book, watermark):
         return _NO_ALERTS
-    _, records = evaluate_account(book, agg.state, watermark, rules.for_account(agg.state), rules.config)
-    return records
+    return _evaluate_at(agg, int(watermark.timestamp()), rules, None)
 
 
 def act(agg: AccountAggregate, action: AlertAction, rules: Rules) -> list[AlertRecord]:
@@ -148,13 +171,14 @@ def act(agg: AccountAggregate, action: AlertAction, rules: Rules) -> list[AlertR
 
 
 def _billing_checkpoint(agg: AccountAggregate, event: CanonicalEvent, rules: Rules) -> list[AlertRecord]:
-    state = agg.state
-    rs = rules.for_account(state)
-    a = assess(state, event.occurred_at, rs, rules.config)
-    signals = [sig for sig in a.signals if sig.trigger in BILLING_TRIGGERS]
-    _, records = evaluate(
-        _book(agg), state, signals, event.occurred_at, rs, AlertContext(a.health, event.occurred_at, a.stage)
-    )
+    """Billing triggers right away, at the billing stream's time. The book's clock is left where the usage
+    checkpoints put it: billing may be read weeks ahead of usage while a worker catches up, and usage rules
+    must not be judged at a time whose usage has not arrived yet."""
+    book = _book(agg)
+    usage_clock = book.as_of_s
+    at_s = max(int(event.occurred_at.timestamp()), agg.state.last_billing_s or 0)
+    records = _evaluate_at(agg, at_s, rules, event.occurred_at, only_billing=True)
+    book.as_of_s = usage_clock if usage_clock else book.as_of_s
     return records
 
 
@@ -173,17 +197,17 @@ def apply(
     """
     alerts: list[AlertRecord] = _NO_ALERTS
     state = agg.state
-    if rules is not None and _newest_event_s(state) is not None:
-        day = int(event.occurred_at.timestamp()) // DAY_S
-        if day > state.as_of_day:
-            # Only events that will be applied can be on a later day (duplicates and late events are older).
-            alerts = list(close_day(agg, rules))
+    billing = event.type in BILLING_TYPES
+    day = int(event.occurred_at.timestamp()) // DAY_S
+    if rules is not None and not billing and state.last_event_s is not None and day > state.engagement.clock_day:
+        # Only events that will be applied can be on a later day (duplicates and late events are older).
+        alerts = list(close_day(agg, rules, day * DAY_S - 1))
     result = apply_event(state, event, config, source=source, offset=offset)
     if result.outcome != "processed":
         return Applied(agg, result.outcome, False, alerts)
     etype = event.type
     changed = False
-    if etype in BILLING_TYPES:
+    if billing:
         try:
             agg.ledger, months = apply_billing_event(
                 agg.ledger, event, lateness=timedelta(days=config.allowed_lateness_days)

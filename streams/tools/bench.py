@@ -1,0 +1,756 @@
+"""`churnwatch bench`: the speed numbers of DESIGN.md §8, measured against the real broker in one run.
+
+Everything is a ratio within one run on one machine (see docs/benchmarks/README.md for the method):
+a raw aiokafka consumer is the ceiling, real worker processes are measured from their /metrics endpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from streams import stack
+from streams.settings import Settings
+
+# The bench's own stack ports (overridable with CHURNWATCH_STACK_*), so it never collides with `make demo`.
+DEFAULT_STACK_PORTS = {
+    "CHURNWATCH_STACK_KAFKA_PORT": "39092",
+    "CHURNWATCH_STACK_CONTROLLER_PORT": "39093",
+    "CHURNWATCH_STACK_REDIS_PORT": "36379",
+}
+REQUIRED_KEYS = (
+    "ceiling_eps", "worker_eps", "worker_rocksdb_eps", "ratio_to_ceiling", "latency_p50_ms", "latency_p99_ms",
+    "latency_max_ms", "state_bytes_median", "state_bytes_p99", "recovery_s_per_100k_accounts", "replay_eps",
+    "two_workers_eps", "events", "accounts", "machine",
+)
+WARMUP_SHARE = 0.10  # throughput ignores the first 10% of the topic (joins, rebalances, JIT-less warm-up)
+PARTITIONS = 4
+
+
+class BenchError(RuntimeError):
+    """A one-line, user-facing problem running the benchmark."""
+
+
+def _say(msg: str) -> None:
+    print(f"[bench] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------------------------- events
+
+
+def _iso(ts: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
+
+
+def generate_events(events: int, accounts: int, seed: int = 7, *, end_s: float | None = None,
+                    days: int = 60) -> list[tuple[bytes, bytes, bool]]:
+    """`events` canonical events for `accounts` accounts over `days` ending at `end_s` (default: yesterday).
+
+    Returns (key, value, is_billing) sorted by event time. Each account starts a subscription and adds 2-5
+    users; the rest are sessions and feature uses spread over accounts with a skewed (log-normal) activity,
+    so state sizes vary as they do in real portfolios. Deterministic for a seed.
+    """
+    rng = random.Random(seed)
+    end = end_s if end_s is not None else time.time() - 86400
+    start = end - days * 86400
+    rows: list[tuple[float, int, str, dict[str, Any]]] = []
+    joined: list[float] = []
+    users: list[int] = []
+    seq = 0
+    for i in range(accounts):
+        account = f"acct-{i:06d}"
+        t0 = start + rng.random() * 5 * 86400
+        n_users = rng.randrange(2, 6)
+        joined.append(t0)
+        users.append(n_users)
+        seq += 1
+        rows.append((t0, seq, account, {"type": "subscription.started", "plan": "team", "seats": n_users * 2,
+                                        "mrr": 19900, "currency": "USD"}))
+        for u in range(n_users):
+            seq += 1
+            rows.append((t0 + 60 + u, seq, account, {"type": "user.added", "user_id": f"{account}-u{u}",
+                                                     "role": "admin" if u == 0 else "member"}))
+    remaining = max(0, events - len(rows))
+    weights = [rng.lognormvariate(0, 1) for _ in range(accounts)]
+    for i in rng.choices(range(accounts), weights=weights, k=remaining):
+        account = f"acct-{i:06d}"
+        t = joined[i] + 120 + rng.random() * (end - joined[i] - 120)
+        user = f"{account}-u{rng.randrange(users[i])}"
+        seq += 1
+        if rng.random() < 0.3:
+            rows.append((t, seq, account, {"type": "session.started", "user_id": user}))
+        else:
+            rows.append((t, seq, account, {"type": "feature.used", "user_id": user,
+                                           "feature": f"feature-{rng.randrange(12):02d}",
+                                           "count": rng.randrange(1, 5)}))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    out = []
+    for ts, n, account, fields in rows[:events] if events < len(rows) else rows:
+        body = {"event_id": f"bench-{seed}-{n}", "account_id": account, "occurred_at": _iso(ts),
+                "source": "bench", **fields}
+        out.append((account.encode(), orjson.dumps(body), fields["type"] == "subscription.started"))
+    return out
+
+
+def live_event(account: str, n: int, run_id: str) -> bytes:
+    return orjson.dumps({"event_id": f"{run_id}-live-{n}", "account_id": account,
+                         "occurred_at": _iso(time.time()), "type": "session.started",
+                         "user_id": f"{account}-u0", "source": "bench"})
+
+
+# --------------------------------------------------------------------------------------------- kafka
+
+
+def settings_for(bootstrap: str, prefix: str, app_id: str) -> Settings:
+    return Settings(kafka_bootstrap=bootstrap, topic_prefix=prefix, app_id=app_id,  # type: ignore[call-arg]
+                    topic_partitions=PARTITIONS)
+
+
+async def _produce(bootstrap: str, s: Settings, events: Sequence[tuple[bytes, bytes, bool]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    billing, usage = s.topic(s.billing_topic), s.topic(s.usage_topic)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
+                                max_batch_size=512 * 1024)
+    await producer.start()
+    try:
+        pending = []
+        for key, value, is_billing in events:
+            pending.append(await producer.send(billing if is_billing else usage, value=value, key=key))
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+def load_topics(bootstrap: str, s: Settings, events: Sequence[tuple[bytes, bytes, bool]]) -> float:
+    """Create the prefixed topics and preload them; returns the producer's events/s."""
+    from streams.admin import ensure_topics
+
+    ensure_topics(s)
+    started = time.perf_counter()
+    asyncio.run(_produce(bootstrap, s, events))
+    return len(events) / (time.perf_counter() - started)
+
+
+def sustained_rate(samples: Sequence[tuple[float, float]], total: float) -> float:
+    """Events/s between the sample that passed WARMUP_SHARE of `total` and the first that reached `total`."""
+    start = next((s for s in samples if s[1] >= WARMUP_SHARE * total), None)
+    end = next((s for s in samples if s[1] >= total), samples[-1] if samples else None)
+    if start is None or end is None or end[0] <= start[0]:
+        # Too few samples past warm-up (tiny quick runs): fall back to first non-zero sample -> end.
+        nonzero = [s for s in samples if s[1] > 0]
+        if len(nonzero) < 2 or end is None:
+            return 0.0
+        start = nonzero[0]
+        if end[0] <= start[0]:
+            return 0.0
+    return (end[1] - start[1]) / (end[0] - start[0])
+
+
+async def _ceiling(bootstrap: str, topics: list[str], total: int, timeout_s: float) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, group_id=f"bench-ceiling-{uuid.uuid4().hex}",
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    loads = orjson.loads
+    n = 0
+    samples: list[tuple[float, float]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while n < total and time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batches.values():
+                for record in records:
+                    loads(record.value)
+                n += len(records)
+            if batches:
+                samples.append((time.perf_counter(), n))
+    finally:
+        await consumer.stop()
+    if n < total:
+        raise BenchError(f"ceiling consumer read {n} of {total} records in {timeout_s:.0f}s")
+    return sustained_rate(samples, total)
+
+
+def delete_topics(bootstrap: str, prefix: str) -> int:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="churnwatch-bench")
+    try:
+        names = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if names:
+            admin.delete_topics(names, timeout_ms=30_000)
+        return len(names)
+    finally:
+        admin.close()
+
+
+# --------------------------------------------------------------------------------------------- workers
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _http(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+    except OSError:
+        return 0, b""
+
+
+@dataclass
+class WorkerProc:
+    name: str
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+    started: float
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, n: int = 2000) -> str:
+        try:
+            return self.log.read_text(errors="replace")[-n:]
+        except OSError:
+            return ""
+
+
+@dataclass
+class Workers:
+    """Every worker process the bench starts; all are stopped by pid at the end, also on errors and Ctrl-C."""
+
+    bootstrap: str
+    redis_url: str
+    work: Path
+    run_id: str
+    procs: list[WorkerProc] = field(default_factory=list)
+
+    def start(self, name: str, *, prefix: str, app_id: str, store: str = "memory://",
+              data_dir: Path | None = None) -> WorkerProc:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "CHURNWATCH_KAFKA_BOOTSTRAP": self.bootstrap, "CHURNWATCH_REDIS_URL": self.redis_url,
+            "CHURNWATCH_APP_ID": app_id, "CHURNWATCH_TOPIC_PREFIX": prefix,
+            "CHURNWATCH_REDIS_KEY_PREFIX": f"{self.run_id}:", "CHURNWATCH_REDIS_TTL_S": "600",
+            "CHURNWATCH_TOPIC_PARTITIONS": str(PARTITIONS), "CHURNWATCH_STORE": store,
+            "CHURNWATCH_DATA_DIR": str(data_dir or self.work / f"data-{name}"),
+            "CHURNWATCH_WEB_PORT": str(port), "CHURNWATCH_LOG_LEVEL": "WARNING",
+        }
+        log = self.work / f"worker-{name}.log"
+        started = time.monotonic()
+        with open(log, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches us; we stop it by pid
+            )
+        w = WorkerProc(name, proc, port, log, started)
+        self.procs.append(w)
+        return w
+
+    def wait_ready(self, w: WorkerProc, timeout_s: float = 120) -> float:
+        """Seconds from process start until /ready answered 200."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not w.alive():
+                raise BenchError(f"worker {w.name} exited with {w.proc.returncode}; log tail:\n{w.log_tail()}")
+            if _http(f"{w.url}/ready", 1.0)[0] == 200:
+                return time.monotonic() - w.started
+            time.sleep(0.1)
+        raise BenchError(f"worker {w.name} not ready in {timeout_s:.0f}s; log tail:\n{w.log_tail()}")
+
+    def stop(self, w: WorkerProc, timeout_s: float = 30) -> None:
+        if w.alive():
+            w.proc.send_signal(signal.SIGTERM)
+            try:
+                w.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                w.proc.kill()
+                w.proc.wait(10)
+        if w in self.procs:
+            self.procs.remove(w)
+
+    def stop_all(self) -> None:
+        for w in list(self.procs):
+            self.stop(w)
+
+
+def batch_events(w: WorkerProc) -> float | None:
+    """churnwatch_batch_events_total for track_engagement from the worker's /metrics, or None."""
+    status, body = _http(f"{w.url}/metrics", 2.0)
+    if status != 200:
+        return None
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("churnwatch_batch_events_total{") and 'agent="track_engagement"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def crashed_agent(w: WorkerProc) -> str | None:
+    """The first 'Crashed reason=...' line of the worker's log (Faust keeps the process up), or None."""
+    text = w.log_tail(200_000)
+    at = text.find("Crashed reason=")
+    if at < 0:
+        return None
+    line_start = text.rfind("\n", 0, at) + 1
+    line = re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|[\x00-\x08]", "", text[line_start:text.find("\n", at)]).strip()
+    frames = [ln.strip() for ln in text[at:].splitlines() if ln.strip().startswith("File ")][-1:]
+    return f"{line[-160:]} at {frames[0] if frames else '?'}"
+
+
+def measure_consumption(workers: Sequence[WorkerProc], total: int, timeout_s: float,
+                        interval_s: float = 0.25, stall_s: float = 45.0) -> float:
+    """Sample the workers' batch counters until `total` events are processed; sustained events/s."""
+    last = {w.name: 0.0 for w in workers}
+    samples: list[tuple[float, float]] = []
+    deadline = time.monotonic() + timeout_s
+    progress_at, best = time.monotonic(), -1.0
+    while time.monotonic() < deadline:
+        for w in workers:
+            if not w.alive():
+                raise BenchError(f"worker {w.name} exited with {w.proc.returncode}; log tail:\n{w.log_tail()}")
+            crash = crashed_agent(w)
+            if crash:
+                raise BenchError(f"worker {w.name}: agent crashed: {crash}")
+            value = batch_events(w)
+            if value is not None:
+                last[w.name] = value
+        now = sum(last.values())
+        samples.append((time.perf_counter(), now))
+        if now > best:
+            progress_at, best = time.monotonic(), now
+        elif time.monotonic() - progress_at > stall_s:
+            raise BenchError(f"workers stalled at {now:.0f} of {total} events for {stall_s:.0f}s")
+        if now >= total:
+            return sustained_rate(samples, total)
+        time.sleep(interval_s)
+    raise BenchError(f"workers processed {sum(last.values()):.0f} of {total} events in {timeout_s:.0f}s")
+
+
+# --------------------------------------------------------------------------------------------- latency
+
+
+async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float, duration_s: float,
+                   run_id: str, probe_every: int = 10) -> tuple[list[float], int, int]:
+    """Produce live events at `rate`/s; every `probe_every`-th goes to a probe account with nothing in flight,
+    and its latency is produce wall time -> arrival of that account's next record on the health topic."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    health, usage = s.topic(s.health_topic), s.topic(s.usage_topic)
+    probes = deque(accounts[::probe_every])
+    probe_set = set(probes)
+    background = [a for a in accounts if a not in probe_set] or accounts
+    pending: dict[str, float] = {}
+    latencies: list[float] = []
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    await consumer.start()
+    await producer.start()
+    stop = asyncio.Event()
+
+    async def consume() -> None:
+        while not stop.is_set() or pending:
+            batches = await consumer.getmany(timeout_ms=100, max_records=5000)
+            now = time.time()
+            for records in batches.values():
+                for record in records:
+                    account = record.key.decode() if record.key else ""
+                    sent = pending.pop(account, None)
+                    if sent is not None:
+                        latencies.append(now - sent)
+                        probes.append(account)
+
+    try:
+        tps = [TopicPartition(health, p) for p in range(s.topic_partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)
+        reader = asyncio.create_task(consume())
+        sent = 0
+        started = time.monotonic()
+        while (elapsed := time.monotonic() - started) < duration_s:
+            due = int(rate * elapsed) - sent
+            for _ in range(due):
+                if sent % probe_every == 0 and probes:
+                    account = probes.popleft()
+                    pending[account] = time.time()
+                else:
+                    account = background[sent % len(background)]
+                await producer.send(usage, key=account.encode(), value=live_event(account, sent, run_id))
+                sent += 1
+            await asyncio.sleep(0.005)
+        await producer.flush()
+        stop.set()
+        try:
+            await asyncio.wait_for(reader, 30)
+        except TimeoutError:
+            pass
+        return latencies, len(pending), sent
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def _pct(values: Sequence[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+# --------------------------------------------------------------------------------------------- profiling
+
+
+def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(exe).exists():
+        _say("py-spy not found (pip install py-spy): no profile")
+        return None
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+                             "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def _frame_name(frame: str) -> str:
+    # py-spy raw frames: "function (path/to/file.py:123)"; group by function and file, not line.
+    name, _, where = frame.rpartition(" (")
+    path = where.rstrip(")").rsplit(":", 1)[0]
+    for marker in ("site-packages/", "/work/main/", "lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            break
+    return f"{name} ({path})" if name else frame
+
+
+def summarize_profile(folded: Path, top: int = 25) -> tuple[list[tuple[str, float]], list[tuple[str, float]]]:
+    """(self %, inclusive %) per function from py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in folded.read_text(errors="replace").splitlines():
+        stack_text, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        n = int(count)
+        frames = [_frame_name(f) for f in stack_text.split(";") if f and not f.startswith("process ")
+                  and not f.startswith("thread ")]
+        if not frames:
+            continue
+        total += n
+        own[frames[-1]] += n
+        for name in set(frames):
+            incl[name] += n
+    if not total:
+        return [], []
+    return ([(k, 100 * v / total) for k, v in own.most_common(top)],
+            [(k, 100 * v / total) for k, v in incl.most_common(top)])
+
+
+def write_profile_md(folded: Path, out: Path) -> list[tuple[str, float]]:
+    own, incl = summarize_profile(folded)
+    lines = ["# Worker profile (py-spy, collapsed stacks in worker-profile.folded)", "",
+             "## Self time", "", "| % | function |", "|---:|---|"]
+    lines += [f"| {p:.1f} | `{k}` |" for k, p in own]
+    lines += ["", "## Inclusive time", "", "| % | function |", "|---:|---|"]
+    lines += [f"| {p:.1f} | `{k}` |" for k, p in incl]
+    out.write_text("\n".join(lines) + "\n")
+    return own
+
+
+# --------------------------------------------------------------------------------------------- run
+
+
+def machine_facts() -> dict[str, Any]:
+    mem_gib = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = round(int(line.split()[1]) / 2**20, 1)
+    return {
+        "cores": os.cpu_count(), "python": platform.python_version(), "kafka": stack.KAFKA_VERSION,
+        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "memory_gib": mem_gib, "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _stack_config() -> stack.StackConfig:
+    for key, value in DEFAULT_STACK_PORTS.items():
+        os.environ.setdefault(key, value)
+    return stack.StackConfig.from_env()
+
+
+@dataclass
+class Plan:
+    events: int
+    accounts: int
+    latency_s: float
+    timeout_s: float
+
+
+def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> dict[str, Any]:
+    plan = Plan(events=args.events, accounts=args.accounts, latency_s=args.latency_seconds,
+                timeout_s=args.timeout)
+    run_id = f"bench-{uuid.uuid4().hex[:8]}"
+    started_stack: stack.StackConfig | None = None
+    if args.bootstrap:
+        bootstrap, redis_url = args.bootstrap, args.redis_url or "redis://127.0.0.1:6379/0"
+    else:
+        cfg = _stack_config()
+        st = stack.status(cfg)
+        if not (st["kafka"].startswith("running") and st["redis"].startswith("running")):
+            stack.up(cfg)
+            started_stack = None if args.keep_stack else cfg
+        bootstrap, redis_url = cfg.bootstrap, args.redis_url or cfg.redis_url
+    work = Path(tempfile.mkdtemp(prefix=f"churnwatch-{run_id}-"))
+    workers = Workers(bootstrap, redis_url, work, run_id)
+    result: dict[str, Any] = {"events": plan.events, "accounts": plan.accounts, "machine": machine_facts()}
+    ok = False
+    try:
+        log(f"run {run_id}: {plan.events} events, {plan.accounts} accounts, kafka {bootstrap}, work dir {work}")
+        t = time.perf_counter()
+        events = generate_events(plan.events, plan.accounts, seed=args.seed)
+        log(f"generated {len(events)} events in {time.perf_counter() - t:.1f}s")
+        total = len(events)
+
+        # 1. topic A, loaded once; the ceiling and both single-worker runs read it from the beginning.
+        sa = settings_for(bootstrap, f"{run_id}.a.", f"{run_id}-a")
+        rate = load_topics(bootstrap, sa, events)
+        log(f"loaded topic A at {rate:,.0f} events/s")
+        topics_a = [sa.topic(sa.billing_topic), sa.topic(sa.usage_topic)]
+        result["ceiling_eps"] = asyncio.run(_ceiling(bootstrap, topics_a, total, plan.timeout_s))
+        log(f"ceiling (aiokafka + orjson.loads): {result['ceiling_eps']:,.0f} events/s")
+
+        # 2. worker with RocksDB tables.
+        w = workers.start("rocksdb", prefix=sa.topic_prefix, app_id=f"{run_id}-rocks", store="rocksdb://")
+        try:
+            workers.wait_ready(w)
+            result["worker_rocksdb_eps"] = measure_consumption([w], total, plan.timeout_s)
+            log(f"worker (rocksdb://): {result['worker_rocksdb_eps']:,.0f} events/s")
+        except BenchError as exc:
+            # Reported, not fatal: the other numbers are still worth having.
+            result["worker_rocksdb_eps"] = None
+            result["worker_rocksdb_error"] = str(exc).splitlines()[0][:400]
+            log(f"worker (rocksdb://) FAILED: {result['worker_rocksdb_error']}")
+        workers.stop(w)
+
+        # 3. worker with in-memory tables (the headline), profiled afterwards in its own run when asked.
+        app_mem = f"{run_id}-mem"
+        w = workers.start("memory", prefix=sa.topic_prefix, app_id=app_mem)
+        result["startup_s"] = workers.wait_ready(w)
+        result["worker_eps"] = measure_consumption([w], total, plan.timeout_s)
+        result["ratio_to_ceiling"] = result["worker_eps"] / result["ceiling_eps"] if result["ceiling_eps"] else 0.0
+        log(f"worker (memory://): {result['worker_eps']:,.0f} events/s = {result['ratio_to_ceiling']:.2f} x ceiling")
+
+        # 4. latency at 70% of worker_eps, against the same (caught-up) worker.
+        live_rate = max(10.0, 0.7 * result["worker_eps"])
+        accounts = [f"acct-{i:06d}" for i in range(plan.accounts)]
+        lat, unmatched, sent = asyncio.run(_latency(bootstrap, sa, accounts, live_rate, plan.latency_s, run_id))
+        if not lat:
+            raise BenchError(f"no latency probe came back on {sa.topic(sa.health_topic)} ({sent} events sent)")
+        result["latency_rate_eps"] = live_rate
+        result["latency_samples"] = len(lat)
+        result["latency_unmatched"] = unmatched
+        result["latency_p50_ms"] = 1000 * statistics.median(lat)
+        result["latency_p99_ms"] = 1000 * _pct(lat, 0.99)
+        result["latency_max_ms"] = 1000 * max(lat)
+        log(f"latency at {live_rate:,.0f}/s ({len(lat)} probes): p50 {result['latency_p50_ms']:.0f} ms, "
+            f"p99 {result['latency_p99_ms']:.0f} ms, max {result['latency_max_ms']:.0f} ms")
+        workers.stop(w)
+
+        # 5. recovery: a fresh worker (empty data dir, same app id) restores the table from the changelog.
+        w = workers.start("recovery", prefix=sa.topic_prefix, app_id=app_mem)
+        result["recovery_s"] = workers.wait_ready(w, timeout_s=plan.timeout_s)
+        result["recovery_s_per_100k_accounts"] = result["recovery_s"] * 100_000 / plan.accounts
+        result["recovery_net_s_per_100k_accounts"] = (
+            max(0.0, result["recovery_s"] - result["startup_s"]) * 100_000 / plan.accounts
+        )
+        log(f"recovery: ready in {result['recovery_s']:.1f}s (empty-table start {result['startup_s']:.1f}s)")
+        workers.stop(w)
+
+        # 6. two workers in one group on a fresh copy of the topic.
+        sb = settings_for(bootstrap, f"{run_id}.b.", f"{run_id}-b")
+        load_topics(bootstrap, sb, events)
+        pair = [workers.start(f"pair{i}", prefix=sb.topic_prefix, app_id=f"{run_id}-pair") for i in (1, 2)]
+        result["two_workers_eps"] = measure_consumption(pair, total, plan.timeout_s)
+        log(f"two workers: {result['two_workers_eps']:,.0f} events/s combined")
+        for p in pair:
+            workers.stop(p)
+
+        # 7. optional: profile a memory worker over topic B (own group, from the beginning) with py-spy.
+        if args.profile:
+            w = workers.start("profiled", prefix=sb.topic_prefix, app_id=f"{run_id}-prof")
+            workers.wait_ready(w)
+            folded = args.out / "worker-profile.folded"
+            spy = start_profiler(w.proc.pid, folded)
+            try:
+                result["profiled_worker_eps"] = measure_consumption([w], total, plan.timeout_s)
+            finally:
+                if spy is not None:
+                    spy.send_signal(signal.SIGINT)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        spy.wait(30)
+                    if spy.poll() is None:
+                        spy.kill()
+            workers.stop(w)
+            if folded.exists():
+                top = write_profile_md(folded, args.out / "worker-profile.md")
+                log("profile, self time (full table in worker-profile.md):")
+                for name, pct in top[:10]:
+                    log(f"  {pct:5.1f}%  {name}")
+
+        # 8. in-process replay over the same events: throughput and state size per account.
+        from streams.replay import replay_lines
+
+        replayed = replay_lines((value for _k, value, _b in events), final_tick=False)
+        result["replay_eps"] = replayed.inputs / replayed.seconds
+        sizes = sorted(len(v) for v in replayed.encoded_states().values())
+        result["state_bytes_median"] = statistics.median(sizes)
+        result["state_bytes_p99"] = _pct(sizes, 0.99)
+        result["state_bytes_mean"] = statistics.fmean(sizes)
+        result["accounts_per_gib"] = int(2**30 / result["state_bytes_mean"])
+        log(f"replay: {result['replay_eps']:,.0f} events/s; state median {result['state_bytes_median']:.0f} B")
+        ok = True
+    finally:
+        workers.stop_all()
+        if not args.keep_topics:
+            with contextlib.suppress(Exception):
+                delete_topics(bootstrap, run_id)
+        if started_stack is not None:
+            stack.down(started_stack)
+        if ok:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            log(f"worker logs kept in {work}")
+    result["run_id"] = run_id
+    return result
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+ROWS = (
+    ("ceiling_eps", "raw aiokafka consumer + orjson.loads, events/s"),
+    ("worker_eps", "one worker, memory:// tables, events/s"),
+    ("worker_rocksdb_eps", "one worker, rocksdb:// tables, events/s"),
+    ("ratio_to_ceiling", "worker_eps / ceiling_eps"),
+    ("two_workers_eps", "two workers in one group, events/s combined"),
+    ("replay_eps", "in-process replay (no Kafka), events/s"),
+    ("latency_p50_ms", "event -> health record, p50 ms (at 70% of worker_eps)"),
+    ("latency_p99_ms", "event -> health record, p99 ms"),
+    ("latency_max_ms", "event -> health record, max ms"),
+    ("state_bytes_median", "serialised state per account, median bytes"),
+    ("state_bytes_p99", "serialised state per account, p99 bytes"),
+    ("accounts_per_gib", "accounts per GiB of state (mean size)"),
+    ("recovery_s_per_100k_accounts", "fresh worker -> /ready, s per 100k accounts"),
+    ("events", "events in the topic"),
+    ("accounts", "accounts"),
+)
+
+
+def to_markdown(result: dict[str, Any], command: str) -> str:
+    m = result["machine"]
+    lines = ["# churnwatch benchmark (latest)", "",
+             f"Command: `{command}`  ", f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, "
+             f"Python {m['python']}, Kafka {m['kafka']} (KRaft, local), load at start {m['loadavg_at_start']}", "",
+             "| metric | value | meaning |", "|---|---:|---|"]
+    lines += [f"| `{k}` | {_fmt(result.get(k))} | {desc} |" for k, desc in ROWS]
+    lines += ["", "Ratios within one run are the comparable numbers; see README.md for the method.", ""]
+    return "\n".join(lines)
+
+
+def print_table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="churnwatch bench")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("meaning")
+    for key, desc in ROWS:
+        table.add_row(key, _fmt(result.get(key)), desc)
+    Console().print(table)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--events", type=int, default=200_000, help="events to preload (default 200000)")
+    p.add_argument("--accounts", type=int, default=20_000, help="accounts (default 20000)")
+    p.add_argument("--quick", action="store_true", help="a few-second smoke run (20000 events, 2000 accounts)")
+    p.add_argument("--latency-seconds", type=float, default=20.0, help="duration of the fixed-rate phase")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--out", type=Path, default=Path("docs/benchmarks"), help="where latest.json/.md go")
+    p.add_argument("--bootstrap", default=None, help="use this Kafka instead of the local stack")
+    p.add_argument("--redis-url", default=None, help="Redis for the workers (default: the local stack's)")
+    p.add_argument("--profile", action="store_true", help="also profile a worker with py-spy (into --out)")
+    p.add_argument("--keep-stack", action="store_true", help="leave a stack the bench started running")
+    p.add_argument("--keep-topics", action="store_true", help="do not delete the run's topics at the end")
+    p.add_argument("--timeout", type=float, default=600.0, help="max seconds per phase")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.quick:
+        args.events, args.accounts = min(args.events, 20_000), min(args.accounts, 2_000)
+        args.latency_seconds = min(args.latency_seconds, 3.0)
+        args.timeout = min(args.timeout, 180.0)
+    if args.events < 100 or args.accounts < 10 or args.accounts * 8 > args.events:
+        print("churnwatch bench: need --events >= 8 x --accounts (>= 100 events, >= 10 accounts)",
+              file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        result = run_bench(args)
+    except (BenchError, stack.StackError) as exc:
+        print(f"churnwatch bench: {exc}", file=sys.stderr)
+        return 1
+    command = "churnwatch bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "churnwatch bench"
+    result["command"] = command
+    (args.out / "latest.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+    (args.out / "latest.md").write_text(to_markdown(result, command))
+    print_table(result)
+    print(f"wrote {args.out / 'latest.json'} and {args.out / 'latest.md'}")
+    return 0
+
+
+def missing_keys(result: dict[str, Any], keys: Iterable[str] = REQUIRED_KEYS) -> list[str]:
+    return [k for k in keys if k not in result]
