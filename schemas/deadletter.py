@@ -21,6 +21,7 @@ class DeadLetterReason(StrEnum):
     FUTURE_TIMESTAMP = "future_timestamp"  # event time too far ahead of the wall clock (worker)
     UNSUPPORTED_ENVELOPE = "unsupported_envelope"  # recognised envelope in a shape we do not handle
     ADAPTER_ERROR = "adapter_error"  # a source adapter could not map an otherwise valid payload
+    PROCESSING_ERROR = "processing_error"  # a valid event the domain failed on (a bug): kept here, not lost
 
 
 # Bounds keep one dead letter comfortably inside Kafka's default 1 MiB message limit.

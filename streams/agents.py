@@ -20,7 +20,7 @@ from streams.domain.aggregate import (
     read_model,
     tick,
 )
-from streams.domain.portfolio import compute_portfolio
+from streams.domain.portfolio import compute_portfolio, portfolio_alert_records
 from streams.ingest.decode import IngestConfig, TopicKind, decode_for_topic
 from streams.ingest.outcome import Skipped
 from streams.processing import InputRecord, process_batch
@@ -69,6 +69,9 @@ def register(ctx: Context) -> None:
     # time-based rules for the accounts of that partition (billing and usage partitions share numbers).
     watermarks: dict[int, float] = {}
     ticked_day: dict[int, int] = {}  # partition -> event-time day of its last tick
+    # Portfolio alert records already sent by this process (ids are deterministic; after a restart they are
+    # sent again and consumers dedupe by record_id, as for every alert record).
+    published_portfolio: set[str] = set()
     cohort_inputs_name = settings.topic(settings.cohort_inputs_topic)
     ingest_config = IngestConfig(max_bytes=settings.max_event_bytes)
 
@@ -244,6 +247,12 @@ def register(ctx: Context) -> None:
         )
         ctx.portfolio = portfolio
         metrics.record_portfolio(portfolio)
+        fresh = [r for r in portfolio_alert_records(portfolio, ctx.rules.thresholds)
+                 if r.record_id not in published_portfolio]
+        for record in fresh:
+            await topics["alerts"].send(key=b"portfolio", value=record.model_dump_json().encode())
+            metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
+            published_portfolio.add(record.record_id)
         if sink is not None:
             for month in portfolio.months:
                 if month.segment is None:

@@ -108,6 +108,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
 
 
+def cmd_alerts(args: argparse.Namespace) -> int:
+    from streams.tools import alerts_cli
+
+    if args.alerts_command == "forward" and not args.url.startswith(("http://", "https://")):
+        raise CliError(f"not an http(s) URL: {args.url}")
+    return alerts_cli.run(_settings(), args)
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from streams.ingest import convert
 
@@ -151,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     from streams.tools import bench
     bench.add_arguments(p)
     p.set_defaults(func=bench.run)
+    p = sub.add_parser("alerts", help="alerts tail (readable live feed) | alerts forward URL (webhook)")
+    from streams.tools import alerts_cli
+
+    alerts_cli.add_arguments(p)
+    p.set_defaults(func=cmd_alerts)
+
     p = sub.add_parser("convert", help="convert Stripe / Segment / CloudEvents files to canonical JSONL")
     try:
         from streams.ingest import convert

@@ -6,6 +6,7 @@ this is where an event is decoded and handed to the domain; the domain decides w
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from schemas.events import BILLING_TYPES
 from streams.domain.aggregate import AccountAggregate, Rules, act, apply, new_aggregate
 from streams.domain.config import DomainConfig
 from streams.ingest.decode import decode_canonical, make_dead_letter
+
+log = logging.getLogger(__name__)
 
 
 class InputRecord(NamedTuple):
@@ -83,7 +86,19 @@ def process_batch(
         if state is None:
             state = load_state(account_id) or new_aggregate(account_id)
         # Offsets are tracked per input topic: one account's records of a topic sit on one partition.
-        applied = apply(state, event, config, source=rec.topic, offset=rec.offset, rules=rules)
+        try:
+            applied = apply(state, event, config, source=rec.topic, offset=rec.offset, rules=rules)
+        except Exception as exc:
+            # A bug in the domain for this event: keep the event (dead letter with the error) and go on. The
+            # account's state keeps whatever the event had changed before the failure.
+            log.exception("event %s of account %s failed in the domain", event.event_id, account_id)
+            _dead_letter(result, make_dead_letter(
+                DeadLetterReason.PROCESSING_ERROR, f"{type(exc).__name__}: {exc}"[:300], rec.value, topic=rec.topic,
+                partition=rec.partition, offset=rec.offset, max_bytes=max_event_bytes, event_id=event.event_id,
+                account_id=account_id,
+            ), rec.topic, event.type)
+            states[account_id] = state
+            continue
         states[account_id] = applied.aggregate
         if applied.alerts:
             result.alerts.extend(applied.alerts)

@@ -22,7 +22,7 @@ from streams.domain.aggregate import (
     tick,
 )
 from streams.domain.config import DomainConfig
-from streams.domain.portfolio import Portfolio, compute_portfolio
+from streams.domain.portfolio import Portfolio, compute_portfolio, portfolio_alert_records
 from streams.ingest.convert import FORMATS, Converted, Record, convert_records, read_records, unreadable
 from streams.ingest.decode import IngestConfig
 from streams.processing import InputRecord, process_batch
@@ -128,6 +128,7 @@ def replay_lines(
     result.portfolio = compute_portfolio(
         (a, cohort_snapshot(s, cohort_dimension)) for a, s in sorted(states.items())
     )
+    result.alerts.extend(portfolio_alert_records(result.portfolio, rules.thresholds))
     return result
 
 

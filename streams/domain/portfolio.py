@@ -50,6 +50,21 @@ class Portfolio:
         }
 
 
+def portfolio_alert_records(portfolio: Portfolio, thresholds: Any) -> list[Any]:
+    """Portfolio alerts (company churn above benchmark, a cohort retaining worse than earlier cohorts, low
+    company NPS) for every month, each stamped at the end of its month: deterministic, so the worker (which
+    recomputes periodically) and replay publish the same records; consumers dedupe by record_id."""
+    from streams.domain.alerts import portfolio_alerts
+
+    out: list[Any] = []
+    for month in sorted({m.month for m in portfolio.months if m.segment is None}):
+        year, mon = int(month[:4]), int(month[5:7])
+        next_month = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
+        end = datetime.fromtimestamp(next_month.timestamp() - 1, tz=UTC)
+        out.extend(portfolio_alerts(portfolio.months, portfolio.cells, thresholds, end, month=month))
+    return out
+
+
 def compute_portfolio(
     snapshots: Iterable[tuple[str, bytes]], *, gross_margin: float | None = None, through_month: str | None = None
 ) -> Portfolio:

@@ -371,7 +371,9 @@ def rule_downgrade(
     seat_points = [p[2] for p in points if p[2] is not None]
     peak_seats = max(seat_points) if seat_points else None
     seat_drop = _pct_drop(peak_seats, cur_seats) if peak_seats else 0.0
-    by_seats = seat_drop > mrr_drop
+    # Seats explain the drop only when there is a seat history and it fell more than MRR did (MRR may have
+    # risen: a negative drop).
+    by_seats = peak_seats is not None and seat_drop > mrr_drop
     drop = max(mrr_drop, seat_drop, 0.0)
     active = drop >= r.open_contraction_pct
     rose = state.last_mrr_rise_s

@@ -325,9 +325,9 @@ def batch_events(w: WorkerProc) -> float | None:
 
 
 def crashed_agent(w: WorkerProc) -> str | None:
-    """The first 'Crashed reason=...' line of the worker's log (Faust keeps the process up), or None."""
+    """The first 'Crashed' line of track_engagement in the worker's log (Faust keeps the process up)."""
     text = w.log_tail(200_000)
-    at = text.find("Crashed reason=")
+    at = text.find("track_engagement]: Crashed reason=")  # the measured agent; others are reported apart
     if at < 0:
         return None
     line_start = text.rfind("\n", 0, at) + 1

@@ -1,0 +1,49 @@
+"""Regressions found by running the whole pipeline: each once crashed or mis-stamped something."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from schemas.events import canonical_event_adapter
+from streams.domain.account import apply_event, new_account
+from streams.domain.config import DomainConfig
+from streams.domain.rules import rule_downgrade
+from streams.domain.thresholds import load_thresholds, thresholds_for
+from streams.processing import InputRecord, process_batch
+
+CONFIG = DomainConfig()
+
+
+def ev(etype: str, when: str, n: int, **fields: object):  # type: ignore[no-untyped-def]
+    return canonical_event_adapter.validate_python(
+        {"event_id": f"e{n}", "account_id": "acct", "type": etype, "occurred_at": when, **fields}
+    )
+
+
+def test_an_upgrade_without_seat_history_is_not_a_downgrade_and_does_not_crash() -> None:
+    state = new_account("acct")
+    apply_event(state, ev("subscription.started", "2026-03-01T00:00:00Z", 1, plan="a", mrr=10_000), CONFIG)
+    apply_event(state, ev("subscription.changed", "2026-03-10T00:00:00Z", 2, plan="b", mrr=20_000), CONFIG)
+    rs = thresholds_for(load_thresholds(), state.plan, state.traits)
+    sig = rule_downgrade(state, None, None, rs, datetime(2026, 3, 12, tzinfo=UTC))  # type: ignore[arg-type]
+    assert sig is None or not sig.active
+
+
+def test_a_domain_failure_dead_letters_that_event_and_the_batch_goes_on(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import streams.processing as processing
+
+    real = processing.apply
+
+    def flaky(agg, event, *args, **kw):  # type: ignore[no-untyped-def]
+        if event.event_id == "boom":
+            raise RuntimeError("simulated bug")
+        return real(agg, event, *args, **kw)
+
+    monkeypatch.setattr(processing, "apply", flaky)
+    good = b'{"event_id":"ok","account_id":"a","type":"session.started","user_id":"u","occurred_at":"2026-03-01T00:00:00Z"}'
+    bad = good.replace(b'"ok"', b'"boom"')
+    out = process_batch([InputRecord(bad, "t", 0, 1), InputRecord(good, "t", 0, 2)], lambda a: None, CONFIG,
+                        max_event_bytes=65536)
+    assert [d.reason for d in out.dead_letters] == ["processing_error"]
+    assert "simulated bug" in out.dead_letters[0].message
+    assert out.tally[("t", "session.started", "processed")] == 1
