@@ -95,7 +95,7 @@ def register(ctx: Context) -> None:
                     target = topics["billing"] if msg.topic == billing_name else topics["usage"]
                     if msg.topic == actions_name:
                         target = topics["alert_actions"]
-                    await target.send(key=key, value=msg.value)
+                    target.send_soon(key=key, value=msg.value)
                     rerouted += 1
                     continue
                 records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
@@ -107,7 +107,7 @@ def register(ctx: Context) -> None:
             await _publish(result.states, result.alerts, result.cohort_changed)
             now = time.time()
             for dl in result.dead_letters:
-                await topics["dead_letters"].send(
+                topics["dead_letters"].send_soon(
                     key=(dl.account_id or "").encode() or None, value=dl.model_dump_json().encode()
                 )
             metrics.record_events(result.tally)
@@ -139,30 +139,60 @@ def register(ctx: Context) -> None:
             return max(mark or 0.0, max(watermarks.values()))
         return mark
 
+    # Accounts whose health record changed but was not urgent: published together every publish_interval_s.
+    pending_health: dict[str, AccountAggregate] = {}
+    last_published: dict[str, float] = {}
+
+    def _emit_health(account_id: str, agg: AccountAggregate) -> None:
+        key = account_id.encode()
+        health = read_model(agg, ctx.domain)
+        body = orjson.dumps(health)
+        topics["health"].send_soon(key=key, value=body)
+        if sink is not None:
+            sink.put(f"{key_prefix}account:{account_id}", body)
+            sink.put_score(f"{key_prefix}accounts:by_score", account_id, float(health["score"]))
+        last_published[account_id] = time.monotonic()
+        pending_health.pop(account_id, None)
+
     async def _publish(
         states: dict[str, AccountAggregate], alerts: list[Any], cohort_changed: set[str] | frozenset[str]
     ) -> None:
-        """Persist and publish what a batch or a tick changed. Table writes come first, with no await in
-        between, so no other coroutine can observe a half-written batch."""
-        encoded = {account_id: encode_aggregate(agg) for account_id, agg in states.items()}
-        for account_id, value in encoded.items():
+        """Persist and publish what a batch or a tick changed, with no await in between: other coroutines never
+        observe a half-written batch. Sends are buffered (send_soon); Faust flushes the producer before it
+        commits offsets, so at-least-once holds. Health records are urgent when the account has a new alert
+        transition or cohort change (or was never published); otherwise they are coalesced per account and
+        published at most every publish_interval_s (HTTP reads the table directly and is always current)."""
+        for account_id, agg in states.items():
+            value = encode_aggregate(agg)
             table[account_id.encode()] = value
             metrics.state_bytes.observe(len(value))
+        alerted = set()
         for record in alerts:
-            await topics["alerts"].send(key=record.account_id.encode(), value=record.model_dump_json().encode())
+            topics["alerts"].send_soon(key=record.account_id.encode(), value=record.model_dump_json().encode())
             metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
+            alerted.add(record.account_id)
             if record.transition == "opened" and record.triggered_by_event_at is not None:
                 metrics.event_to_alert.observe(max(0.0, time.time() - record.triggered_by_event_at.timestamp()))
+        now = time.monotonic()
+        interval = settings.publish_interval_s
         for account_id, agg in states.items():
-            key = account_id.encode()
-            health = read_model(agg, ctx.domain)
-            body = orjson.dumps(health)
-            await topics["health"].send(key=key, value=body)
-            if sink is not None:
-                sink.put(f"{key_prefix}account:{account_id}", body)
-                sink.put_score(f"{key_prefix}accounts:by_score", account_id, float(health["score"]))
             if account_id in cohort_changed:
-                await topics["cohort_inputs"].send(key=key, value=cohort_snapshot(agg, settings.segment_dimension))
+                topics["cohort_inputs"].send_soon(
+                    key=account_id.encode(), value=cohort_snapshot(agg, settings.segment_dimension)
+                )
+            last = last_published.get(account_id)
+            if account_id in alerted or account_id in cohort_changed or last is None or now - last >= interval:
+                _emit_health(account_id, agg)
+            else:
+                pending_health[account_id] = agg
+
+    @app.timer(interval=settings.publish_interval_s)
+    async def publish_pending_health() -> None:
+        """The coalesced health records of accounts that changed since their last publish."""
+        for account_id, agg in list(pending_health.items()):
+            _emit_health(account_id, agg)
+        if len(last_published) > 2 * max(len(table), 1) + 10_000:
+            last_published.clear()  # bound memory after rebalances moved accounts away
 
     @app.timer(interval=settings.alert_tick_s)
     async def advance_event_time() -> None:
@@ -250,7 +280,7 @@ def register(ctx: Context) -> None:
         fresh = [r for r in portfolio_alert_records(portfolio, ctx.rules.thresholds)
                  if r.record_id not in published_portfolio]
         for record in fresh:
-            await topics["alerts"].send(key=b"portfolio", value=record.model_dump_json().encode())
+            topics["alerts"].send_soon(key=b"portfolio", value=record.model_dump_json().encode())
             metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
             published_portfolio.add(record.record_id)
         if sink is not None:

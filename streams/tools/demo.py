@@ -184,8 +184,8 @@ def _print_portfolio(console: Console, base: str) -> None:
     if not months:
         console.print("portfolio not computed yet; see /portfolio/company later")
         return
-    console.print(company_table([SimpleNamespace(**m) for m in months]))
-    console.print(cohort_grid([SimpleNamespace(**c) for c in cells or []]))
+    console.print(company_table([SimpleNamespace(**m) for m in months]))  # type: ignore[misc]
+    console.print(cohort_grid([SimpleNamespace(**c) for c in cells or []]))  # type: ignore[misc]
 
 
 def _wait_for_accounts(base: str, newest: dict[str, str], timeout_s: float) -> dict[str, dict]:
