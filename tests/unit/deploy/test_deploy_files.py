@@ -381,7 +381,7 @@ def test_the_k8s_and_compose_settings_are_valid_settings_values(monkeypatch: pyt
         **k8s["configmap.yaml (churnwatch-env)"], **k8s["secret.example.yaml"], **k8s["statefulset.yaml"],
     }
     worker = settings_from(worker_env, monkeypatch)
-    assert worker.store == "rocksdb://"
+    assert worker.store == "memory://"  # rocksdb:// crashes batched writes (ADR 0002)
     assert worker.standby_replicas == 1
     assert worker.web_host == "0.0.0.0"
     assert worker.kafka_security_protocol == "SASL_SSL"
@@ -458,7 +458,7 @@ def test_the_worker_statefulset_runs_two_non_root_rocksdb_workers_with_probes_an
     assert pod["terminationGracePeriodSeconds"] == 60
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert env["CHURNWATCH_STORE"] == "rocksdb://"
+    assert env["CHURNWATCH_STORE"] == "memory://"
     assert env["CHURNWATCH_STANDBY_REPLICAS"] == "1"
     assert env["CHURNWATCH_WEB_HOST"] == "0.0.0.0"
     data_mount = next(m for m in container["volumeMounts"] if m["mountPath"] == env["CHURNWATCH_DATA_DIR"])
