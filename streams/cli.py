@@ -116,6 +116,15 @@ def cmd_alerts(args: argparse.Namespace) -> int:
     return alerts_cli.run(_settings(), args)
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from streams.tools import backtest
+
+    try:
+        return backtest.run(args)
+    except backtest.BacktestError as exc:
+        raise CliError(str(exc)) from None
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from streams.ingest import convert
 
@@ -159,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     from streams.tools import bench
     bench.add_arguments(p)
     p.set_defaults(func=bench.run)
+    p = sub.add_parser("simulate", help="write (or produce to Kafka) a generated SaaS world with known churners")
+    from streams.tools import simulate_cli
+
+    simulate_cli.add_arguments(p)
+    p.set_defaults(func=simulate_cli.run)
+
+    p = sub.add_parser("backtest", help="replay an event file and score its alerts against known churn")
+    from streams.tools import backtest
+
+    backtest.add_arguments(p)
+    p.set_defaults(func=cmd_backtest)
+
     p = sub.add_parser("alerts", help="alerts tail (readable live feed) | alerts forward URL (webhook)")
     from streams.tools import alerts_cli
 

@@ -167,7 +167,7 @@ def _arrival_day(rng: random.Random, days: int, growth: float) -> float:
 
 
 def _renewals(world: _World, first_s: int, interval: str) -> list[int]:
-    out = []
+    out: list[int] = []
     anchor = world.dt(first_s)
     step = 1 if interval == "month" else 12
     k = 0
@@ -190,7 +190,7 @@ def _specs(world: _World, rng: random.Random, accounts: int, days: int, churn_sh
             join_s = int(rng.uniform(0, min(3, days)) * DAY) + rng.randrange(7 * 3600, 19 * 3600)
         plan = rng.choices(PLAN_ORDER, PLAN_MIX)[0]
         lo, hi = SEAT_RANGE[plan]
-        seats = int(round(math.exp(rng.uniform(math.log(lo), math.log(hi + 0.99)))))
+        seats = round(math.exp(rng.uniform(math.log(lo), math.log(hi + 0.99))))
         seats = max(lo, min(hi, seats))
         interval = "year" if rng.random() < ANNUAL_SHARE[plan] else "month"
         trial = not base and rng.random() < trial_share
@@ -264,11 +264,11 @@ def _simulate(world: _World, spec: _Spec, rng: random.Random) -> None:
         n_users = min(n_users, rng.randint(1, 3))
     habit = rng.uniform(0.2, 0.85) * (0.45 if expires else 1.0)  # share of weekdays a typical user logs in
     users: list[list] = []  # [user_id, role, frequency, added_s, removed_s]
-    for u in range(n_users):
-        role = "owner" if u == 0 else ("admin" if u == 1 else ("champion" if u == 2 else "member"))
+    for n in range(n_users):
+        role = "owner" if n == 0 else ("admin" if n == 1 else ("champion" if n == 2 else "member"))
         freq = min(1.0, habit * rng.uniform(0.4, 1.5) * (1.3 if role in ("owner", "champion") else 1.0))
-        added = spec.join_s + (u * 60 if spec.base or u == 0 else int(rng.uniform(0, 10) * DAY))
-        users.append([f"{spec.account_id}-u{u}", role, freq, added, None])
+        added = spec.join_s + (n * 60 if spec.base or n == 0 else int(rng.uniform(0, 10) * DAY))
+        users.append([f"{spec.account_id}-u{n}", role, freq, added, None])
     next_user = n_users
     breadth = rng.randint(3, 14)
     feats = rng.sample(FEATURES, breadth)
@@ -337,7 +337,7 @@ def _simulate(world: _World, spec: _Spec, rng: random.Random) -> None:
             if changes[ci][0] < stop_s:
                 apply_change(changes[ci][0], changes[ci][1], r)
             ci += 1
-        if expires or r >= stop_s and not (spec.kind == "involuntary" and r < spec.churn_s):  # type: ignore[operator]
+        if expires or r >= stop_s:
             if spec.kind == "voluntary" and r == spec.churn_s:
                 lead = rng.uniform(2, 25) if a.interval == "month" else rng.uniform(5, 60)
                 a.emit(r - int(lead * DAY), "subscription.cancel_scheduled", cancel_at=w.iso(r),
