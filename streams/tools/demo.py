@@ -108,9 +108,9 @@ def run_demo(accounts: int, days: int, seed: int) -> int:
         feed.stop()
         console.print(feed.summary())
         _print_portfolio(console, base)
-        console.print(f"{len(records)}/{accounts} accounts served by the worker's HTTP API; "
+        console.print(f"{len(records)}/{len(newest)} accounts with events served by the worker's HTTP API; "
                       f"stack left running (stop it with: churnwatch stack down)")
-        return 0 if len(records) == accounts else 1
+        return 0 if len(records) == len(newest) else 1
     finally:
         stop_worker(worker)
 
