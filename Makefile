@@ -34,6 +34,10 @@ test: install sysdeps ## THE TEST COMMAND: lint, types, schema drift, unit + int
 	$(BIN)/python -m schemas.generate --check
 	$(BIN)/pytest
 
+reliability: install sysdeps ## kill / broker-restart / failover / hostile-input tests; SOAK=1 for the long form; writes docs/reliability/latest.json
+	CHURNWATCH_RELIABILITY_OUT=$(CURDIR)/docs/reliability/latest.json \
+	  $(BIN)/pytest tests/reliability -m reliability -s $(if $(SOAK),--soak,)
+
 unit: install ## unit tests only (no servers)
 	$(BIN)/pytest tests/unit
 
@@ -60,8 +64,11 @@ topics: install ## create the topics on CHURNWATCH_KAFKA_BOOTSTRAP
 worker: install ## run one worker against CHURNWATCH_* settings
 	$(BIN)/churnwatch worker
 
+bench: install ## benchmark on the local stack (ports 39092/36379): writes docs/benchmarks/latest.{json,md}
+	$(BIN)/churnwatch bench $(BENCH_ARGS)
+
 clean: ## remove the virtualenv and local worker data (not the Kafka jar cache)
 	rm -rf $(VENV) .churnwatch-data
 
 
-.PHONY: help install sysdeps demo test unit lint schemas up down status topics worker clean
+.PHONY: help install sysdeps demo test reliability unit lint schemas up down status topics worker bench clean

@@ -1,0 +1,54 @@
+"""`churnwatch bench --quick` runs end to end against the real stack and writes a well-formed result.
+
+No timing assertion: the numbers depend on the machine and its load; only their shape is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams import stack
+from streams.tools.bench import REQUIRED_KEYS
+
+pytestmark = pytest.mark.integration
+
+POSITIVE = (
+    "ceiling_eps", "worker_eps", "ratio_to_ceiling", "latency_p50_ms", "latency_p99_ms", "latency_max_ms",
+    "state_bytes_median", "state_bytes_p99", "recovery_s_per_100k_accounts", "replay_eps", "two_workers_eps",
+    "events", "accounts",
+)
+
+
+def test_quick_bench_writes_a_well_formed_result(local_stack: stack.StackConfig, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    env = {
+        **os.environ,
+        "CHURNWATCH_STACK_KAFKA_PORT": str(local_stack.kafka_port),
+        "CHURNWATCH_STACK_CONTROLLER_PORT": str(local_stack.controller_port),
+        "CHURNWATCH_STACK_REDIS_PORT": str(local_stack.redis_port),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "bench", "--quick", "--out", str(out),
+         "--bootstrap", local_stack.bootstrap, "--redis-url", local_stack.redis_url],
+        capture_output=True, text=True, env=env, timeout=900,
+    )
+    assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    result = json.loads((out / "latest.json").read_text())
+    assert not [k for k in REQUIRED_KEYS if k not in result]
+    for key in POSITIVE:
+        assert isinstance(result[key], int | float) and result[key] > 0, (key, result[key])
+    # RocksDB is measured when it works; a failure is reported with its reason instead of a number.
+    rocks = result["worker_rocksdb_eps"]
+    assert (isinstance(rocks, int | float) and rocks > 0) or result.get("worker_rocksdb_error")
+    assert result["latency_p50_ms"] <= result["latency_p99_ms"] <= result["latency_max_ms"]
+    assert result["state_bytes_median"] <= result["state_bytes_p99"]
+    machine = result["machine"]
+    assert machine["cores"] >= 1 and machine["kafka"] == stack.KAFKA_VERSION and machine["python"]
+    md = (out / "latest.md").read_text()
+    assert "worker_eps" in md and "Kafka" in md
