@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import date, datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from streams.domain.account import AccountState, lifecycle_stage
 from streams.domain.config import DEFAULT_KEY_ROLES, DomainConfig
@@ -122,22 +122,22 @@ def nps_scores_as_of(state: AccountState, last_s: int) -> list[int]:
 # --- rules ----------------------------------------------------------------------------------------------------
 
 
-def rule_usage_frequency_drop(
-    state: AccountState, summary: EngagementSummary, health: Health, rs: RuleSet, as_of: datetime | date | int
+def _window_drop(
+    trigger: str, r: Any, summary: EngagementSummary, figure: str, minimum: int, describe: str
 ) -> Signal | None:
-    """Active days in the last window vs the window before fell by >= open_drop_pct (baseline >= min days)."""
-    r = rs.rules.usage_frequency_drop
+    """A figure of the last window vs the equal window before fell by >= open_drop_pct (hysteresis: recovered
+    below clear_drop_pct). `describe` is formatted with obs, base, w and drop."""
     if not r.enabled:
         return None
     w = r.window_days
     last, prev = (summary.last30, summary.prev30) if w == 30 else (summary.last7, summary.prev7)
-    base, obs = prev.active_days, last.active_days
-    if not summary.baseline_complete(w) or base < r.min_baseline_days:
+    base, obs = getattr(prev, figure), getattr(last, figure)
+    if not summary.baseline_complete(w) or base < minimum:
         return None
     drop = _pct_drop(base, obs)
     active = _crossed(base, obs, r.open_drop_pct)
     return Signal(
-        "usage_frequency_drop",
+        trigger,
         r.severity_at(drop),
         obs,
         base,
@@ -145,7 +145,18 @@ def rule_usage_frequency_drop(
         w,
         active,
         not active and not _crossed(base, obs, r.clear_drop_pct),
-        f"active on {obs} of the last {w} days vs {base} in the {w} before ({-drop:+.0f}%)",
+        describe.format(obs=obs, base=base, w=w, drop=-drop),
+    )
+
+
+def rule_usage_frequency_drop(
+    state: AccountState, summary: EngagementSummary, health: Health, rs: RuleSet, as_of: datetime | date | int
+) -> Signal | None:
+    """Active days in the last window vs the window before fell by >= open_drop_pct (baseline >= min days)."""
+    r = rs.rules.usage_frequency_drop
+    return _window_drop(
+        "usage_frequency_drop", r, summary, "active_days", r.min_baseline_days,
+        "active on {obs} of the last {w} days vs {base} in the {w} before ({drop:+.0f}%)",
     )
 
 
@@ -154,25 +165,9 @@ def rule_usage_breadth_drop(
 ) -> Signal | None:
     """Distinct features used in the last window vs the window before fell by >= open_drop_pct."""
     r = rs.rules.usage_breadth_drop
-    if not r.enabled:
-        return None
-    w = r.window_days
-    last, prev = (summary.last30, summary.prev30) if w == 30 else (summary.last7, summary.prev7)
-    base, obs = prev.breadth, last.breadth
-    if not summary.baseline_complete(w) or base < r.min_baseline_features:
-        return None
-    drop = _pct_drop(base, obs)
-    active = _crossed(base, obs, r.open_drop_pct)
-    return Signal(
-        "usage_breadth_drop",
-        r.severity_at(drop),
-        obs,
-        base,
-        round(base * (1 - r.open_drop_pct / 100), 2),
-        w,
-        active,
-        not active and not _crossed(base, obs, r.clear_drop_pct),
-        f"{obs} distinct features used in the last {w} days vs {base} in the {w} before ({-drop:+.0f}%)",
+    return _window_drop(
+        "usage_breadth_drop", r, summary, "breadth", r.min_baseline_features,
+        "{obs} distinct features used in the last {w} days vs {base} in the {w} before ({drop:+.0f}%)",
     )
 
 
