@@ -38,6 +38,9 @@ reliability: install sysdeps ## kill / broker-restart / failover / hostile-input
 	CHURNWATCH_RELIABILITY_OUT=$(CURDIR)/docs/reliability/latest.json \
 	  $(BIN)/pytest tests/reliability -m reliability -s $(if $(SOAK),--soak,)
 
+reliability-pending: install sysdeps ## the kill / broker-restart / failover checks that still FAIL (tests/reliability/pending/README.md)
+	$(BIN)/pytest tests/reliability/pending/kill_restart_checks.py -s
+
 unit: install ## unit tests only (no servers)
 	$(BIN)/pytest tests/unit
 
@@ -71,4 +74,4 @@ clean: ## remove the virtualenv and local worker data (not the Kafka jar cache)
 	rm -rf $(VENV) .churnwatch-data
 
 
-.PHONY: help install sysdeps demo test reliability unit lint schemas up down status topics worker bench clean
+.PHONY: help install sysdeps demo test reliability reliability-pending unit lint schemas up down status topics worker bench clean

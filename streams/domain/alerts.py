@@ -265,13 +265,17 @@ def _action_plan(pid: str, pb: Playbook) -> ActionPlan:
 
 def _open(em: _Emitter, trigger: str, slot: AlertSlot, sig: Signal) -> None:
     now = em.now_s
-    day = (sig.since_s if sig.since_s is not None and sig.since_s <= now else now) // DAY_S
+    # When the rule knows when its condition began, the episode starts then: its id AND its opened_at are the
+    # same whenever an evaluation noticed it (a worker's tick and replay's tick run at different moments).
+    start = sig.since_s if sig.since_s is not None and sig.since_s <= now else now
+    day = start // DAY_S
     if slot.episode:
         day = max(day, slot.episode_day + 1)  # a new episode never reuses the previous one's id
     slot.episode += 1
     slot.episode_day = day
     slot.severity = sig.severity
-    slot.opened_at_s = slot.changed_s = now
+    slot.opened_at_s = max(start, day * DAY_S)  # a new episode's start is never before its (bumped) day
+    slot.changed_s = now  # expiry counts from the last change the pipeline saw, not from the condition start
     slot.seq = 0
     slot.acked = False
     slot.evidence = (sig.observed, sig.baseline, sig.threshold, sig.window_days)

@@ -1,0 +1,181 @@
+"""On the real broker: SIGKILLed workers, a restarted broker and a failed-over group end equal to the replay.
+
+Equality is on what readers see: every account's health record (HTTP GET /accounts/{id}) equals
+`to_read_model` of the in-process replay's state for the same input, and /portfolio/company equals the
+replay's portfolio. The account-health and churn-alerts topics are audited by the independent verifier.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import pytest
+
+from streams import stack
+from tests.reliability import verifier
+from tests.reliability.streams_under_test import (
+    WORKER_ENV,
+    Expected,
+    Producer,
+    explain,
+    make_stream,
+    wait_equal,
+)
+from tests.support.stack_fixtures import RunEnv, WorkerProc, start_worker, wait_for_http
+
+pytestmark = pytest.mark.reliability
+
+
+def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any]) -> dict[str, Any]:
+    """Health topic: newest value per account equals the replay; count raw duplicates. Alerts, if any."""
+    s = run_env.settings()
+    # Health records are coalesced per account (published at most every CHURNWATCH_PUBLISH_INTERVAL_S, 5 s):
+    # give the topic that long several times over to catch up with the table before calling a record stale.
+    deadline = time.monotonic() + 30
+    while True:
+        health = verifier.health_topic_report(
+            verifier.read_all(s.kafka_bootstrap, s.topic(s.health_topic)))
+        stale = [a for a, body in expected.accounts.items() if health.latest.get(a) != body]
+        if not stale or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    alerts = verifier.alerts_report(verifier.read_all(s.kafka_bootstrap, s.topic(s.alerts_topic)))
+    # Alerts the uninterrupted in-process run raised (by alert id) must all appear on the topic.
+    expected_ids = {a.alert_id for a in getattr(expected.replay, "alerts", [])}
+    lost = sorted(expected_ids - alerts.alert_ids)
+    summary["alerts_expected"] += len(expected_ids)
+    summary["alerts_lost"] += len(lost)
+    summary["health_records_raw"] += health.records
+    summary["health_duplicates_raw"] += health.duplicates_raw
+    summary["alerts_seen"] += len(alerts.alert_ids)
+    summary["alert_duplicates_raw"] += alerts.duplicates_raw
+    summary["alert_duplicates_after_dedupe"] += alerts.duplicates_after_dedupe
+    report = {"health_records": health.records, "health_distinct": health.distinct,
+              "health_duplicates_raw": health.duplicates_raw, "alerts": alerts.as_dict(),
+              "alerts_expected": len(expected_ids), "alerts_lost": len(lost),
+              "alerts_unexpected": len(alerts.alert_ids - expected_ids)}
+    print(f"[outputs] {report}")
+    detail = {a: {k: (health.latest.get(a, {}).get(k), v) for k, v in expected.accounts[a].items()
+                  if health.latest.get(a, {}).get(k) != v} for a in stale[:3]}
+    assert not stale, f"account-health topic: newest record differs from replay for {len(stale)} accounts " \
+        f"{stale[:5]}; (topic, replay) per field: {str(detail)[:1500]}"
+    assert alerts.duplicates_after_dedupe == 0, f"one (alert_id, transition) with different bodies: {report}"
+    assert not lost, f"alerts of the uninterrupted replay missing from the topic: {lost[:10]} ({report})"
+    return report
+
+
+def assert_equal_to_replay(base_url: str, expected: Expected, timeout_s: float, log: str) -> float:
+    diff, company_ok, seconds = wait_equal(base_url, expected, timeout_s)
+    assert not diff, (f"{len(diff)} of {len(expected.accounts)} accounts differ from replay after "
+                      f"{timeout_s:.0f}s: {explain(base_url, expected, diff)}\nworker log tail:\n{log[-2000:]}")
+    assert company_ok, "/portfolio/company differs from the replay's portfolio.months_json()"
+    return seconds
+
+
+def test_sigkilled_worker_restarts_and_ends_equal_to_replay(run_env: RunEnv, soak: bool,
+                                                          summary: dict[str, Any]) -> None:
+    seed = 1010
+    rng = random.Random(seed)
+    kills_wanted = 12 if soak else 5
+    lines = make_stream(seed, accounts=100, usage_events=20_000 if soak else 3_500)
+    expected = Expected.of(lines)
+    summary["events_produced"] += len(lines)
+    settings = run_env.settings()
+    workers: list[WorkerProc] = []
+    recoveries: list[float] = []
+    kills = 0
+    try:
+        w = start_worker(run_env, "w1", extra_env=WORKER_ENV)
+        workers.append(w)
+        producer = Producer(settings, lines, rate=len(lines) / (90 if soak else 25)).start()
+        while kills < kills_wanted or producer.running:
+            time.sleep(rng.uniform(0.3, 3.0))
+            w.stop(9)  # SIGKILL: no commit, no flush, no changelog write-back
+            kills += 1
+            summary["kills"] += 1
+            started = time.monotonic()
+            w = start_worker(run_env, "w1", extra_env=WORKER_ENV, wait_ready=False)
+            workers.append(w)
+            if rng.random() < 0.25 and kills < kills_wanted:
+                time.sleep(rng.uniform(0.5, 2.0))
+                continue  # the next kill lands during startup / changelog recovery
+            assert wait_for_http(f"{w.base_url}/ready", 90, w.proc), f"not ready after kill {kills}:\n" \
+                f"{w.log()[-3000:]}"
+            recoveries.append(time.monotonic() - started)
+            summary["recovery_s"].append(recoveries[-1])
+        producer.join()
+        assert wait_for_http(f"{w.base_url}/ready", 90, w.proc)
+        converge = assert_equal_to_replay(w.base_url, expected, 90, w.log())
+        outputs = audit_outputs(run_env, expected, summary)
+    finally:
+        for p in workers:
+            p.stop()
+    summary["events_verified"] += expected.replay.inputs
+    print(f"[kill] {len(lines)} events, {len(expected.accounts)} accounts, {kills} SIGKILLs, recovery "
+          f"(restart -> /ready) {[round(r, 1) for r in recoveries]} s, converged {converge:.1f}s after the "
+          f"last restart; {outputs}")
+
+
+def test_broker_restart_mid_stream_loses_nothing(local_stack: stack.StackConfig, run_env: RunEnv,
+                                                 soak: bool, summary: dict[str, Any]) -> None:
+    seed = 2020
+    lines = make_stream(seed, accounts=100, usage_events=8_000 if soak else 2_500)
+    expected = Expected.of(lines)
+    summary["events_produced"] += len(lines)
+    settings = run_env.settings()
+    w = start_worker(run_env, "w1", extra_env=WORKER_ENV)
+    restarts = 0
+    try:
+        producer = Producer(settings, lines, rate=len(lines) / 20).start()
+        for _ in range(3 if soak else 1):
+            time.sleep(4)
+            stack._stop(local_stack.run_dir / "kafka.pid", "kafka.Kafka", "kafka", 30)
+            time.sleep(2)
+            stack.start_kafka(local_stack)  # same data dir: the log survives the restart
+            restarts += 1
+            summary["broker_restarts"] += 1
+        producer.join(180)
+        assert w.proc.poll() is None, f"worker exited during the broker restart:\n{w.log()[-3000:]}"
+        assert wait_for_http(f"{w.base_url}/ready", 120, w.proc), w.log()[-3000:]
+        converge = assert_equal_to_replay(w.base_url, expected, 90, w.log())
+        outputs = audit_outputs(run_env, expected, summary)
+    finally:
+        w.stop()
+    summary["events_verified"] += expected.replay.inputs
+    print(f"[broker] {len(lines)} events, {restarts} broker restart(s) mid-stream; converged in {converge:.1f}s; "
+          f"{outputs}")
+
+
+def test_one_of_two_workers_sigkilled_the_other_takes_over(run_env: RunEnv, soak: bool,
+                                                          summary: dict[str, Any]) -> None:
+    seed = 3030
+    lines = make_stream(seed, accounts=100, usage_events=8_000 if soak else 2_500)
+    expected = Expected.of(lines)
+    summary["events_produced"] += len(lines)
+    settings = run_env.settings()
+    env = {**WORKER_ENV, "CHURNWATCH_STANDBY_REPLICAS": "1"}
+    w1 = start_worker(run_env, "w1", extra_env=env)
+    w2 = start_worker(run_env, "w2", extra_env=env)
+    try:
+        assert wait_for_http(f"{w1.base_url}/ready", 90, w1.proc) and wait_for_http(f"{w2.base_url}/ready", 90)
+        half = len(lines) // 2
+        Producer(settings, lines[:half], rate=0).start().join()
+        time.sleep(2)
+        w2.stop(9)
+        killed = time.monotonic()
+        summary["failovers"] += 1
+        summary["kills"] += 1
+        Producer(settings, lines[half:], rate=0).start().join()
+        assert wait_for_http(f"{w1.base_url}/ready", 90, w1.proc), w1.log()[-3000:]
+        converge = assert_equal_to_replay(w1.base_url, expected, 90, w1.log())
+        failover_s = time.monotonic() - killed
+        outputs = audit_outputs(run_env, expected, summary)
+    finally:
+        w1.stop()
+        w2.stop()
+    summary["events_verified"] += expected.replay.inputs
+    summary["recovery_s"].append(failover_s)
+    print(f"[failover] {len(lines)} events, w2 SIGKILLed after half; w1 served every account equal to replay "
+          f"{failover_s:.1f}s after the kill (converged {converge:.1f}s); {outputs}")
