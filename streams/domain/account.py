@@ -108,6 +108,9 @@ class AccountState:
     churned_s: int | None = None  # latest subscription.canceled
     restarted_s: int | None = None  # latest subscription.started / reactivated
     traits_s: int | None = None
+    # Latest removal of a key user (role in config.key_roles): event time and role code (engagement.ROLE_CODE).
+    key_user_removed_s: int | None = None
+    key_user_removed_role: int = 0
 
     # Datetime views of the stored epoch seconds.
     @property
@@ -564,6 +567,11 @@ def _limit(state: AccountState, ev: Any, at_s: int, day: int, config: DomainConf
 def _user(state: AccountState, ev: Any, at_s: int, day: int, config: DomainConfig) -> bool:
     code = ROLE_CODE[ev.role] if ev.type == "user.added" else 0
     record_role(state.engagement, fingerprint(ev.user_id), at_s, code, config)
+    if ev.type == "user.removed" and ev.role in config.key_roles:
+        # A register: the latest removal by event time wins (ties by role code), whatever the arrival order.
+        removed = (at_s, ROLE_CODE[ev.role])
+        if state.key_user_removed_s is None or removed > (state.key_user_removed_s, state.key_user_removed_role):
+            state.key_user_removed_s, state.key_user_removed_role = removed
     return False
 
 

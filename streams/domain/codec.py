@@ -43,7 +43,7 @@ _FIXED = struct.Struct("<HIhHBBIQBI")
 _TIME_FIELDS = (
     "renews_at_s", "cancel_at_s", "trial_started_at_s", "trial_ends_at_s", "first_paid_at_s", "started_at_s",
     "snapshot_s", "status_s", "cancel_s", "paid_s", "failed_s", "mrr_rose_s", "churned_s", "restarted_s",
-    "traits_s", "last_activity_s", "first_value_s", "last_billing_s", "last_event_s",
+    "traits_s", "last_activity_s", "first_value_s", "last_billing_s", "last_event_s", "key_user_removed_s",
 )
 _ENG_TIMES = frozenset({"last_activity_s", "first_value_s"})
 _WIDE_TIMES = 1 << 31  # mask flag: the times are int64 (a renewal or cancel date beyond ±68 years)
@@ -102,7 +102,10 @@ def encode_state(state: AccountState) -> bytes:
     wide = any(not -0x80000000 <= t < 0x80000000 for t in times)  # payload times far in the future
     if wide:
         mask |= _WIDE_TIMES
-    strings = orjson.dumps([state.account_id, state.plan, state.currency, state.traits, state.offsets])
+    fields: list[Any] = [state.account_id, state.plan, state.currency, state.traits, state.offsets]
+    if state.key_user_removed_role:
+        fields.append(state.key_user_removed_role)  # optional 6th element: role code of the last key-user removal
+    strings = orjson.dumps(fields)
     codes = (
         _STATUS_CODE[state.base_status] | _STAGE_CODE[state.stage] << 3 | _INTERVAL_CODE[state.billing_interval] << 6
     )
@@ -220,7 +223,7 @@ def decode_state(data: bytes) -> AccountState:
     r = _Reader(buf, _FIXED.size)
     n_times = (mask & ~_FLAGS).bit_count()
     times = r.raw("q", n_times) if mask & _WIDE_TIMES else r.raw("i", n_times)
-    account_id, plan, currency, traits, offsets = orjson.loads(buf[r.pos:r.pos + n_strings])
+    account_id, plan, currency, traits, offsets, *extra = orjson.loads(buf[r.pos:r.pos + n_strings])
     r.pos += n_strings
     base_day = base // DAY_S
     clock = base_day + clock_delta
@@ -298,6 +301,7 @@ def decode_state(data: bytes) -> AccountState:
         snapshots=snapshots,
         seen_fps={fp for fp in fps},
         base_status=STATUSES[codes & 7],
+        key_user_removed_role=int(extra[0]) if extra else 0,
     )
     it = iter(times)
     for i, name in enumerate(_TIME_FIELDS):

@@ -74,11 +74,7 @@ def _iso_day(seconds: int | None) -> str:
 
 
 def last_key_user_removal(state: AccountState) -> tuple[int, str] | None:
-    """(event time, role) of the latest removal of a key user (owner / admin / champion), if the state keeps it.
-
-    AccountState does not record it today (user.removed stores role code 0, and the tombstone is dropped after
-    the lateness bound), so this returns None until `key_user_removed_s` / `key_user_removed_role` exist.
-    """
+    """(event time, role) of the latest removal of a key user (owner / admin / champion), or None."""
     at = getattr(state, "key_user_removed_s", None)
     if at is None:
         return None

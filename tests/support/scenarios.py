@@ -51,6 +51,9 @@ def scenario() -> tuple[list[dict[str, Any]], dict[str, list[tuple[str, str, int
     _healthy_account(events, "nps-1")
     _ev(events, "nps-1", 50.3, "nps.responded", user_id="nps-1-a", score=2)
     expected["nps-1"] = [("nps_detractor", "opened", 50)]
+    _healthy_account(events, "champ-1")
+    _ev(events, "champ-1", 45.3, "user.removed", user_id="champ-1-c", role="champion")
+    expected["champ-1"] = [("key_user_removed", "opened", 45)]
     _healthy_account(events, "ghost-1", active_until=40)
     expected["ghost-1"] = [("inactivity", "opened", 53)]
     events.sort(key=lambda e: (e["occurred_at"], e["event_id"]))

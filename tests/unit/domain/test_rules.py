@@ -258,10 +258,20 @@ def test_nps_drop_needs_three_answers_then_and_now() -> None:
 # --- key_user_removed -----------------------------------------------------------------------------------------
 
 
-def test_key_user_removed_returns_none_while_the_state_does_not_keep_removals() -> None:
+def test_key_user_removed_fires_from_the_removal_the_state_keeps() -> None:
     evs = subscribed(
         event("user.added", d(3, 1), user_id="ada", role="admin"),
         event("user.removed", d(6, 20), user_id="ada", role="admin"),
+    )
+    sig = signal(rules.rule_key_user_removed, evs, END_OF_JUNE)
+    assert sig is not None and sig.active and sig.severity == "high"
+    assert sig.detail == "admin removed on 2024-06-20"
+
+
+def test_removing_a_member_is_not_a_key_user_removal() -> None:
+    evs = subscribed(
+        event("user.added", d(3, 1), user_id="bob", role="member"),
+        event("user.removed", d(6, 20), user_id="bob", role="member"),
     )
     assert signal(rules.rule_key_user_removed, evs, END_OF_JUNE) is None
 
