@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -67,3 +68,28 @@ def test_the_read_model_converges_to_the_tables_after_a_redis_outage(run_env, wo
     assert mismatched == [], f"{len(mismatched)} accounts differ, e.g. {mismatched[:3]}"
     assert r.zcard(f"{prefix}accounts:by_score") == len(accounts)
     print(f"[read-model] {len(accounts)} accounts equal in Redis and the table after the outage; {retries[0]}")
+
+
+def test_a_restarted_worker_republishes_the_read_model_from_its_tables(run_env, worker_factory) -> None:
+    """Health records coalesced in memory die with a SIGKILLed worker; a restart re-publishes every account."""
+    settings = run_env.settings()
+    accounts = [f"acct-{i:03d}" for i in range(50)]
+    # A short group session: the restarted worker need not wait a minute for its dead predecessor's eviction.
+    fast = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+    first = worker_factory("w1", extra_env=fast)
+    produce_lines(settings, events_for(accounts, 0, 3))
+    r = redis.Redis.from_url(settings.redis_url.get_secret_value())
+    prefix = settings.redis_key_prefix
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and sum(r.exists(f"{prefix}account:{a}") for a in accounts) < len(accounts):
+        time.sleep(0.5)
+    first.stop(signal.SIGKILL)
+    r.delete(*[f"{prefix}account:{a}" for a in accounts])  # as if those records had never been written
+
+    worker_factory("w2", extra_env=fast)  # same app id: restores the tables from the changelog, then re-publishes
+    deadline = time.monotonic() + 90
+    missing = accounts
+    while time.monotonic() < deadline and missing:
+        missing = [a for a in accounts if not r.exists(f"{prefix}account:{a}")]
+        time.sleep(0.5)
+    assert missing == [], f"{len(missing)} accounts not re-published, e.g. {missing[:3]}"
