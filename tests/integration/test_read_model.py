@@ -38,15 +38,23 @@ def test_the_read_model_converges_to_the_tables_after_a_redis_outage(run_env, wo
     worker = worker_factory("w1")
     produce_lines(settings, events_for(accounts, 0, 4))
 
-    # Redis goes away mid-stream; the worker keeps consuming and counts its retries.
+    # Redis goes away mid-stream; the worker keeps consuming and counts its retries. Health records are
+    # coalesced (CHURNWATCH_PUBLISH_INTERVAL_S), so wait for the sink's next write to meet the dead Redis.
     stack._stop(local_stack.run_dir / "redis.pid", "redis-server", "redis", 10)
-    produce_lines(settings, events_for(accounts, 4, 8))
-    time.sleep(3)
-    with urllib.request.urlopen(f"{worker.base_url}/metrics", timeout=5) as resp:
-        metrics_text = resp.read().decode()
-    retries = [line for line in metrics_text.splitlines() if line.startswith("churnwatch_redis_sink_retries_total")]
-    assert retries and float(retries[0].split()[-1]) > 0, "the sink did not notice the outage"
-    stack.start_redis(local_stack)
+    try:
+        produce_lines(settings, events_for(accounts, 4, 8))
+        retries: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"{worker.base_url}/metrics", timeout=5) as resp:
+                metrics_text = resp.read().decode()
+            retries = [ln for ln in metrics_text.splitlines() if ln.startswith("churnwatch_redis_sink_retries_total")]
+            if retries and float(retries[0].split()[-1]) > 0:
+                break
+            time.sleep(0.5)
+        assert retries and float(retries[0].split()[-1]) > 0, "the sink did not notice the outage"
+    finally:
+        stack.start_redis(local_stack)  # never leave the shared test stack without Redis
 
     r = redis.Redis.from_url(settings.redis_url.get_secret_value())
     prefix = settings.redis_key_prefix
