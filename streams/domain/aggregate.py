@@ -28,19 +28,17 @@ from schemas.events import BILLING_TYPES, CanonicalEvent
 from streams.domain.account import AccountState, apply_event, new_account
 from streams.domain.alerts import (
     AlertBook,
-    AlertContext,
     apply_action,
     decode_book,
     due,
     encode_book,
-    evaluate,
+    evaluate_account,
     new_book,
 )
 from streams.domain.codec import decode_state, encode_state
 from streams.domain.config import DomainConfig
 from streams.domain.engagement import DAY_S
 from streams.domain.mrr import LateEventError, MrrLedger, apply_billing_event, decode_ledger, encode_ledger
-from streams.domain.rules import assess
 from streams.domain.thresholds import Thresholds, load_thresholds, thresholds_for
 
 # Triggers decided by billing registers alone: evaluated right after the billing event (immediate alerts).
@@ -119,6 +117,14 @@ def _book(agg: AccountAggregate) -> AlertBook:
     return agg.book
 
 
+def _is_billing_trigger(trigger: str) -> bool:
+    return trigger in BILLING_TRIGGERS
+
+
+def _not_billing_trigger(trigger: str) -> bool:
+    return trigger not in BILLING_TRIGGERS
+
+
 def _evaluate_at(
     agg: AccountAggregate, as_of_s: int, rules: Rules, triggered_by: datetime | None, *, only_billing: bool = False
 ) -> list[AlertRecord]:
@@ -126,22 +132,16 @@ def _evaluate_at(
     applied is dated at or before as_of (a billing fact from the future of as_of would stamp an alert before
     its cause); they wait for a later checkpoint otherwise."""
     state = agg.state
-    book = _book(agg)
-    as_of_s = max(as_of_s, book.as_of_s)
-    if state.status == "canceled" and not any(slot.is_open for slot in book.slots.values()):
-        book.as_of_s = as_of_s  # a lost customer with nothing open: no rule can open anything
-        return _NO_ALERTS
-    when = _utc(as_of_s)
-    rs = rules.for_account(state)
-    a = assess(state, when, rs, rules.config)
-    billing_ready = state.last_billing_s is None or state.last_billing_s <= as_of_s
     if only_billing:
-        signals = [sig for sig in a.signals if sig.trigger in BILLING_TRIGGERS]
-    elif billing_ready:
-        signals = a.signals
+        triggers: Any = _is_billing_trigger
+    elif state.last_billing_s is None or state.last_billing_s <= max(as_of_s, _book(agg).as_of_s):
+        triggers = None
     else:
-        signals = [sig for sig in a.signals if sig.trigger not in BILLING_TRIGGERS]
-    _, records = evaluate(book, state, signals, when, rs, AlertContext(a.health, triggered_by, a.stage))
+        triggers = _not_billing_trigger
+    _, records = evaluate_account(
+        _book(agg), state, _utc(as_of_s), rules.for_account(state), rules.config,
+        triggered_by_event_at=triggered_by, triggers=triggers,
+    )
     return records
 
 

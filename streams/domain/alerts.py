@@ -13,7 +13,7 @@ An episode is one opened..resolved run; `alert_id` = sha256(account, trigger, ep
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -455,15 +455,20 @@ def evaluate_account(
     *,
     triggered_by_event_at: datetime | None = None,
     health: Health | None = None,
+    triggers: Callable[[str], bool] | None = None,
 ) -> tuple[AlertBook, list[AlertRecord]]:
-    """assess() + evaluate(): the one call per account per batch and per time tick. MUTATES the book."""
+    """assess() + evaluate() at one checkpoint (streams.domain.aggregate decides when). MUTATES the book.
+
+    `triggers`, when given, selects which triggers this checkpoint may decide; the others keep their state.
+    """
     now_s = max(_epoch(as_of), book.as_of_s)
     when = _utc(now_s)
     if state.status == "canceled" and not any(slot.is_open for slot in book.slots.values()):
         book.as_of_s = now_s  # a lost customer with nothing open: no rule can open anything
         return book, []
     a = assess(state, when, rs, config, health)
-    return evaluate(book, state, a.signals, when, rs, AlertContext(a.health, triggered_by_event_at, a.stage))
+    signals = a.signals if triggers is None else [sig for sig in a.signals if triggers(sig.trigger)]
+    return evaluate(book, state, signals, when, rs, AlertContext(a.health, triggered_by_event_at, a.stage))
 
 
 def due(book: AlertBook, as_of: datetime) -> bool:
