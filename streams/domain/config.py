@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -32,11 +33,15 @@ class HealthWeights(_Frozen):
             raise ValueError("health weights must not all be zero")
         return self
 
-    def normalised(self) -> dict[str, float]:
-        """Component name -> weight / sum of weights (sums to 1.0)."""
+    @cached_property
+    def _normalised(self) -> dict[str, float]:
         raw = self.model_dump()
         total = sum(raw.values())
         return {name: value / total for name, value in raw.items()}
+
+    def normalised(self) -> dict[str, float]:
+        """Component name -> weight / sum of weights (sums to 1.0); computed once per (frozen) instance."""
+        return dict(self._normalised)
 
 
 class HealthTargets(_Frozen):
