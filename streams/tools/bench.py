@@ -32,6 +32,7 @@ import orjson
 
 from streams import stack
 from streams.settings import Settings
+from streams.tools.processes import free_port
 
 # The bench's own stack ports (overridable with CHURNWATCH_STACK_*), so it never collides with `make demo`.
 DEFAULT_STACK_PORTS = {
@@ -213,14 +214,6 @@ def delete_topics(bootstrap: str, prefix: str) -> int:
 # --------------------------------------------------------------------------------------------- workers
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _http(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
@@ -265,7 +258,7 @@ class Workers:
 
     def start(self, name: str, *, prefix: str, app_id: str, store: str = "memory://",
               data_dir: Path | None = None) -> WorkerProc:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "CHURNWATCH_KAFKA_BOOTSTRAP": self.bootstrap, "CHURNWATCH_REDIS_URL": self.redis_url,

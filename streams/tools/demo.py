@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -19,21 +18,9 @@ from rich.table import Table
 from streams import stack
 from streams.admin import ensure_topics
 from streams.settings import load_settings
+from streams.tools.processes import stop_process, wait_http
 from streams.tools.produce import produce_lines
 from streams.tools.simulate import generate
-
-
-def wait_http(url: str, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as resp:
-                if resp.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.5)
-    return False
 
 
 def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -42,17 +29,6 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
         [sys.executable, "-m", "streams.cli", "worker"], env=env, stdout=log, stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL, start_new_session=True,
     )
-
-
-def stop_worker(proc: subprocess.Popen[bytes], grace_s: float = 20) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(5)
 
 
 def run_demo(accounts: int, days: int, seed: int) -> int:
@@ -79,7 +55,7 @@ def run_demo(accounts: int, days: int, seed: int) -> int:
     worker = start_worker(env, log_path)
     base = f"http://{settings.web_host}:{settings.web_port}"
     try:
-        if not wait_http(f"{base}/ready", 90):
+        if not wait_http(f"{base}/ready", 90, worker):
             console.print(f"[red]worker did not become ready; see {log_path}")
             return 1
         console.print(f"worker ready (pid {worker.pid}); HTTP {base}/accounts/<id>, metrics {base}/metrics")
@@ -112,7 +88,7 @@ def run_demo(accounts: int, days: int, seed: int) -> int:
                       f"stack left running (stop it with: churnwatch stack down)")
         return 0 if len(records) == len(newest) else 1
     finally:
-        stop_worker(worker)
+        stop_process(worker)
 
 
 class AlertFeed:

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,17 +15,13 @@ import pytest
 from streams import stack
 from streams.admin import ensure_topics
 from streams.settings import Settings
+from streams.tools.processes import free_port, stop_process
+from streams.tools.processes import wait_http as wait_for_http
 
 # Test stack ports differ from the defaults so a developer's own stack (9092 / 6379) is left alone.
 TEST_KAFKA_PORT = int(os.environ.get("CHURNWATCH_TEST_KAFKA_PORT", "19092"))
 TEST_CONTROLLER_PORT = int(os.environ.get("CHURNWATCH_TEST_CONTROLLER_PORT", "19093"))
 TEST_REDIS_PORT = int(os.environ.get("CHURNWATCH_TEST_REDIS_PORT", "16379"))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -92,13 +85,7 @@ class WorkerProc:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = 15, timeout: float = 30) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, timeout, sig)
 
 
 def start_worker(run: RunEnv, name: str = "w1", extra_env: dict[str, str] | None = None,
@@ -118,21 +105,6 @@ def start_worker(run: RunEnv, name: str = "w1", extra_env: dict[str, str] | None
         w.stop(9)
         pytest.fail(f"worker {name} not ready in 90 s; log tail:\n{w.log()[-3000:]}")
     return w
-
-
-def wait_for_http(url: str, timeout_s: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.3)
-    return False
 
 
 @pytest.fixture
