@@ -80,6 +80,10 @@ def register(ctx: Context) -> None:
     cohort_inputs_name = settings.topic(settings.cohort_inputs_topic)
     ingest_config = IngestConfig(max_bytes=settings.max_event_bytes)
 
+    # Held while account state is read, changed and written back (a batch, or a tick of time-driven rules):
+    # _publish awaits deliveries, and a tick must not read a state a batch is about to overwrite.
+    state_lock = asyncio.Lock()
+
     def load_state(account_id: str) -> AccountAggregate | None:
         raw = table.get(account_id.encode())
         return decode_aggregate(raw) if raw is not None else None
@@ -104,17 +108,18 @@ def register(ctx: Context) -> None:
                     rerouted += 1
                     continue
                 records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
-            result = process_batch(
-                records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes, rules=ctx.rules,
-                actions_topic=actions_name,
-            )
-            _advance_watermarks(result.usage_by_partition)
-            await _publish(result.states, result.alerts, result.cohort_changed)
-            now = time.time()
-            for dl in result.dead_letters:
-                topics["dead_letters"].send_soon(
-                    key=(dl.account_id or "").encode() or None, value=dl.model_dump_json().encode()
+            async with state_lock:
+                result = process_batch(
+                    records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes, rules=ctx.rules,
+                    actions_topic=actions_name,
                 )
+                _advance_watermarks(result.usage_by_partition)
+                await _publish(result.states, result.alerts, result.cohort_changed, result.dead_letters)
+            # Take_events acks this batch when we return to it; Faust's commit flushes the Kafka client but its
+            # own send_soon buffer only while sends keep coming (it gives up after 0.1 s without progress). So
+            # the changelog writes and re-routed records are handed to the client before the batch is acked.
+            await _drain_send_buffer()
+            now = time.time()
             metrics.record_events(result.tally)
             metrics.record_dead_letters(result.dead_letter_reasons)
             if rerouted:
@@ -123,6 +128,11 @@ def register(ctx: Context) -> None:
                 metrics.event_time_lag.labels("canonical", "all").set(max(0.0, now - result.newest_event_s))
             metrics.batch_events.labels("track_engagement").inc(len(events))
             metrics.batch_duration.labels("track_engagement").observe(time.perf_counter() - started)
+
+    async def _drain_send_buffer() -> None:
+        buffer = app.producer.buffer
+        while buffer.size:
+            await buffer.flush_atmost(buffer.size)
 
     advanced_wall: dict[int, float] = {}  # partition -> wall time its watermark last moved
 
@@ -160,31 +170,48 @@ def register(ctx: Context) -> None:
         pending_health.pop(account_id, None)
 
     async def _publish(
-        states: dict[str, AccountAggregate], alerts: list[Any], cohort_changed: set[str] | frozenset[str]
+        states: dict[str, AccountAggregate], alerts: list[Any], cohort_changed: set[str] | frozenset[str],
+        dead_letters: list[Any] | tuple[()] = (),
     ) -> None:
-        """Persist and publish what a batch or a tick changed, with no await in between: other coroutines never
-        observe a half-written batch. Sends are buffered (send_soon); Faust flushes the producer before it
-        commits offsets, so at-least-once holds. Health records are urgent when the account has a new alert
-        transition or cohort change (or was never published); otherwise they are coalesced per account and
-        published at most every publish_interval_s (HTTP reads the table directly and is always current)."""
+        """Persist and publish what a batch or a tick changed, in the order that keeps at-least-once true
+        across a SIGKILL at any point (ADR 0005):
+
+        1. alerts, dead letters and cohort inputs are sent and their delivery awaited: the state written next
+           records them as done (alert book, offsets), so it must never reach the changelog before they do.
+           Killed before step 2, the restarted worker recomputes them with the same ids (a raw duplicate
+           that consumers dedupe by record id), never a loss;
+        2. the table writes (changelog), with no await in between;
+        3. health records: coalesced per account, published at most every publish_interval_s unless the account
+           has a new alert transition or cohort change (or was never published). A killed worker's pending
+           records are re-published by the new owner after the rebalance (mark_ready).
+        The caller holds `state_lock`, so a tick and a batch never interleave on the table."""
+        deliveries = []
+        alerted = set()
+        for record in alerts:
+            deliveries.append(await topics["alerts"].send(
+                key=record.account_id.encode(), value=record.model_dump_json().encode()))
+            alerted.add(record.account_id)
+        for dl in dead_letters:
+            deliveries.append(await topics["dead_letters"].send(
+                key=(dl.account_id or "").encode() or None, value=dl.model_dump_json().encode()))
+        for account_id in cohort_changed:
+            agg = states.get(account_id)
+            if agg is not None:
+                deliveries.append(await topics["cohort_inputs"].send(
+                    key=account_id.encode(), value=cohort_snapshot(agg, settings.segment_dimension)))
+        if deliveries:
+            await asyncio.gather(*deliveries)
+        for record in alerts:
+            metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
+            if record.transition == "opened" and record.triggered_by_event_at is not None:
+                metrics.event_to_alert.observe(max(0.0, time.time() - record.triggered_by_event_at.timestamp()))
         for account_id, agg in states.items():
             value = encode_aggregate(agg)
             table[account_id.encode()] = value
             metrics.state_bytes.observe(len(value))
-        alerted = set()
-        for record in alerts:
-            topics["alerts"].send_soon(key=record.account_id.encode(), value=record.model_dump_json().encode())
-            metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
-            alerted.add(record.account_id)
-            if record.transition == "opened" and record.triggered_by_event_at is not None:
-                metrics.event_to_alert.observe(max(0.0, time.time() - record.triggered_by_event_at.timestamp()))
         now = time.monotonic()
         interval = settings.publish_interval_s
         for account_id, agg in states.items():
-            if account_id in cohort_changed:
-                topics["cohort_inputs"].send_soon(
-                    key=account_id.encode(), value=cohort_snapshot(agg, settings.segment_dimension)
-                )
             last = last_published.get(account_id)
             if account_id in alerted or account_id in cohort_changed or last is None or now - last >= interval:
                 _emit_health(account_id, agg)
@@ -227,21 +254,22 @@ def register(ctx: Context) -> None:
         todo = {p for p, m in marks.items() if int(m // 86400) > ticked_day.get(p, -1)}
         if not todo:
             return
-        changed: dict[str, AccountAggregate] = {}
-        alerts: list[Any] = []
-        for key, value in list(table.items()):
-            partition = partition_of(key)
-            if partition not in todo:
-                continue
-            agg = decode_aggregate(value)
-            records = tick(agg, datetime.fromtimestamp(marks[partition], tz=UTC), ctx.rules)
-            if records:
-                changed[agg.account_id] = agg
-                alerts.extend(records)
-        for p in todo:
-            ticked_day[p] = int(marks[p] // 86400)
-        if alerts:
-            await _publish(changed, alerts, frozenset())
+        async with state_lock:
+            changed: dict[str, AccountAggregate] = {}
+            alerts: list[Any] = []
+            for key, value in list(table.items()):
+                partition = partition_of(key)
+                if partition not in todo:
+                    continue
+                agg = decode_aggregate(value)
+                records = tick(agg, datetime.fromtimestamp(marks[partition], tz=UTC), ctx.rules)
+                if records:
+                    changed[agg.account_id] = agg
+                    alerts.extend(records)
+            for p in todo:
+                ticked_day[p] = int(marks[p] // 86400)
+            if alerts:
+                await _publish(changed, alerts, frozenset())
 
     @app.agent(topics["raw"], concurrency=1)
     async def normalize_raw_events(stream: Any) -> None:

@@ -3,15 +3,18 @@
 `apply(aggregate, event)` is the one transition the worker and replay call per event. It delegates to
 `account.apply_event` (engagement, subscription, health inputs, dedupe, lateness), to `mrr.apply_billing_event`
 (monthly MRR facts for cohorts), and decides WHEN alerts are evaluated (docs/adr/0004):
-- day close: before a USAGE event moves the account's usage clock to a later day, every rule is evaluated on the
-  state as of the end of the previous usage day (usage rules are day-granular: their natural checkpoint);
+- day ends: every rule is evaluated at the end of each UTC day (23:59:59) of the account's life, once the
+  stream has passed that day, on the state holding the usage of that day and before: when a USAGE event
+  moves the account's usage clock to a later day, the ends of the days from its clock day up to the day before
+  the event are evaluated first (`close_days`); when a partition's event-time watermark passes day ends
+  without an event of the account, `tick` evaluates them. Each day end is evaluated exactly once, by whichever
+  comes first, on the same state, so alerts do not depend on batching, tick timing or restarts;
 - billing checkpoints: right after a billing event, the billing triggers (payment failed, cancellation
   scheduled, downgrade, churn) are evaluated at the billing stream's time, so those alerts are immediate. They
   do not move the clock that usage checkpoints use: a worker catching up may read the small billing topic weeks
-  ahead of usage, and usage rules must never be judged at a time whose usage has not arrived yet;
-- time ticks: `tick` evaluates at a partition's watermark when the book is `due` (inactivity, renewal,
-  activation stalled fire from event-time progress without any event of the account).
-None of these depend on how records were batched, so the worker and replay decide the same alerts.
+  ahead of usage, and usage rules must never be judged at a time whose usage has not arrived yet.
+None of these depend on how records were batched or when a timer ran, so the worker and replay decide the same
+alerts (up to events later than the watermark delay, and billing read out of step with usage: ADR 0004).
 `cohort_snapshot` is what the cohort aggregator needs of an account.
 """
 
@@ -30,7 +33,6 @@ from streams.domain.alerts import (
     AlertBook,
     apply_action,
     decode_book,
-    due,
     encode_book,
     evaluate_account,
     new_book,
@@ -145,23 +147,49 @@ def _evaluate_at(
     return records
 
 
-def close_day(agg: AccountAggregate, rules: Rules, until_s: int) -> list[AlertRecord]:
-    """Evaluate every rule as of the end of the current usage day, extended up to `until_s` (the start of the
-    day that closes it) for billing events already applied in between (weekends, quiet days)."""
+def _day_end(day: int) -> int:
+    return day * DAY_S + DAY_S - 1
+
+
+def _first_open_day(agg: AccountAggregate) -> int | None:
+    """The first UTC day whose end is not evaluated yet (None before the account's first event).
+
+    Never earlier than the account's usage clock day: a day before it had its end evaluated when the usage
+    clock moved past it (or the account did not exist yet)."""
     state = agg.state
-    if state.last_event_s is None:
+    newest = _newest_event_s(state)
+    if newest is None:
+        return None
+    floor_day = state.engagement.clock_day if state.last_event_s is not None else newest // DAY_S
+    evaluated = agg.book.as_of_s if agg.book is not None else 0
+    return max(floor_day, (evaluated + 1) // DAY_S) if evaluated else floor_day
+
+
+def close_days(agg: AccountAggregate, rules: Rules, before_day: int) -> list[AlertRecord]:
+    """Evaluate every rule at the end of each day not yet evaluated, up to (excluding) `before_day`."""
+    first = _first_open_day(agg)
+    if first is None or first >= before_day:
         return _NO_ALERTS
-    end_of_day = state.engagement.clock_day * DAY_S + DAY_S - 1
-    as_of_s = max(end_of_day, min(state.last_billing_s or 0, until_s))
-    return _evaluate_at(agg, as_of_s, rules, _utc(_newest_event_s(state) or as_of_s))
+    records: list[AlertRecord] = []
+    for day in range(first, before_day):
+        at_s = _day_end(day)
+        # triggered_by: the day's newest usage event for a day the account was active; a silent day's end is a
+        # pure time tick.
+        last = agg.state.last_event_s
+        cause = _utc(last) if last is not None and last // DAY_S == day else None
+        records.extend(_evaluate_at(agg, at_s, rules, cause))
+    return records
 
 
 def tick(agg: AccountAggregate, watermark: datetime, rules: Rules) -> list[AlertRecord]:
-    """Event-time progress without events for this account: time-driven rules at the partition watermark."""
-    book = _book(agg)
-    if _newest_event_s(agg.state) is None or not due(book, watermark):
-        return _NO_ALERTS
-    return _evaluate_at(agg, int(watermark.timestamp()), rules, None)
+    """Event-time progress without events for this account: the day ends the watermark has passed."""
+    return close_days(agg, rules, int(watermark.timestamp()) // DAY_S)
+
+
+def due(agg: AccountAggregate, watermark: datetime) -> bool:
+    """Can a tick at this watermark change the account? Lets the timer skip accounts without evaluating."""
+    first = _first_open_day(agg)
+    return first is not None and first < int(watermark.timestamp()) // DAY_S
 
 
 def act(agg: AccountAggregate, action: AlertAction, rules: Rules) -> list[AlertRecord]:
@@ -201,7 +229,7 @@ def apply(
     day = int(event.occurred_at.timestamp()) // DAY_S
     if rules is not None and not billing and state.last_event_s is not None and day > state.engagement.clock_day:
         # Only events that will be applied can be on a later day (duplicates and late events are older).
-        alerts = list(close_day(agg, rules, day * DAY_S - 1))
+        alerts = list(close_days(agg, rules, day))
     result = apply_event(state, event, config, source=source, offset=offset)
     if result.outcome != "processed":
         return Applied(agg, result.outcome, False, alerts)

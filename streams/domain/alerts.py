@@ -471,19 +471,6 @@ def evaluate_account(
     return evaluate(book, state, signals, when, rs, AlertContext(a.health, triggered_by_event_at, a.stage))
 
 
-def due(book: AlertBook, as_of: datetime) -> bool:
-    """True when a time tick at as_of can change the book: a new UTC day began since its last evaluation (all
-    rules are day-granular), or a snooze / cooldown ended. Lets the timer skip accounts cheaply."""
-    now_s = _epoch(as_of)
-    last = book.as_of_s
-    if last == 0 or now_s // DAY_S > last // DAY_S:
-        return True
-    return any(
-        last < slot.snoozed_until_s <= now_s or last < slot.cooldown_until_s <= now_s
-        for slot in book.slots.values()
-    )
-
-
 # --- people's actions -----------------------------------------------------------------------------------------
 
 
