@@ -311,6 +311,7 @@ def register(ctx: Context) -> None:
             for key, value in latest.items():
                 cohort_table[key] = value
             ctx.cohort_dirty = True
+            await _drain_send_buffer()  # changelog writes handed to the client before this batch is acked
 
     @app.timer(interval=settings.cohort_refresh_s)
     async def refresh_portfolio() -> None:
