@@ -9,7 +9,6 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from schemas.events import BILLING_TYPES
 from streams.domain.aggregate import (
@@ -23,6 +22,7 @@ from streams.domain.aggregate import (
 from streams.domain.portfolio import compute_portfolio, portfolio_alert_records
 from streams.ingest.decode import IngestConfig, TopicKind, decode_for_topic
 from streams.ingest.outcome import Skipped
+from streams.partitioning import PartitionCache
 from streams.processing import InputRecord, process_batch
 
 if TYPE_CHECKING:
@@ -34,28 +34,6 @@ log = logging.getLogger(__name__)
 # Accounts re-published per publish tick after a rebalance: bounds the time the event loop spends per tick
 # (a read model costs ~0.1-0.2 ms, so 2,000 is ~0.3 s).
 REPUBLISH_CHUNK = 2000
-
-
-def expected_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives this key; tables rely on it."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-class PartitionCache:
-    """Memo of account -> expected partition (murmur2 in pure Python costs a few µs per call)."""
-
-    def __init__(self, partitions: int, limit: int = 200_000) -> None:
-        self._partitions = partitions
-        self._limit = limit
-        self._memo: dict[bytes, int] = {}
-
-    def __call__(self, key: bytes) -> int:
-        p = self._memo.get(key)
-        if p is None:
-            if len(self._memo) >= self._limit:
-                self._memo.clear()
-            p = self._memo[key] = expected_partition(key, self._partitions)
-        return p
 
 
 def register(ctx: Context) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
+from streams.adapters import rocksdb_store
 from streams.adapters.metrics import Metrics
 from streams.adapters.redis_sink import RedisSink
 from streams.domain.aggregate import Rules
@@ -75,11 +76,12 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     """Build the Faust app for these settings. Nothing connects until the worker starts."""
     from streams import agents, web  # local import: they need the Context type defined above
 
+    rocksdb_store.register()
     app = faust.App(
         settings.app_id,
         broker=settings.broker_url,
         broker_credentials=_broker_credentials(settings),
-        store=settings.store,
+        store=rocksdb_store.store_url(settings.store),
         datadir=str(settings.data_dir),
         autodiscover=False,
         topic_partitions=settings.topic_partitions,
