@@ -21,11 +21,11 @@ demo: install ## THE RUN COMMAND: local stack, topics, worker, a generated strea
 	$(BIN)/churnwatch demo
 
 sysdeps: ## install the Debian packages tests use (redis-server, prometheus/promtool) when missing
-	@if command -v redis-server >/dev/null && command -v promtool >/dev/null; then exit 0; fi; \
+	@if command -v redis-server >/dev/null && command -v promtool >/dev/null && command -v openssl >/dev/null; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing Debian packages redis-server and prometheus (once)"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server prometheus >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server prometheus openssl >/dev/null; \
 	else echo "please install the Debian packages redis-server and prometheus"; exit 1; fi
 
 test: install sysdeps ## THE TEST COMMAND: lint, types, schema drift, unit + integration + reliability tests

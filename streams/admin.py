@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, SaslAuthenticationFailedError, TopicAlreadyExistsError
 
 from streams.settings import Settings
 from streams.topics import TOPICS, topic_names
@@ -27,36 +31,63 @@ def kafka_client_config(settings: Settings) -> dict[str, object]:
     return cfg
 
 
+class _SaslFailureSeen(logging.Handler):
+    """Keeps the SASL refusal that kafka-python (3.0.x) only logs before retrying until its bootstrap timeout."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.reason: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        for arg in record.args if isinstance(record.args, tuple) else ():
+            if isinstance(arg, SaslAuthenticationFailedError):
+                self.reason = str(arg.args[0]) if arg.args else type(arg).__name__
+
+
+@contextmanager
+def kafka_errors(settings: Settings, what: str) -> Iterator[None]:
+    """Turn a kafka-python failure into one RuntimeError line; a refused login says so instead of 'timed out'."""
+    seen = _SaslFailureSeen()
+    logger = logging.getLogger("kafka")
+    logger.addHandler(seen)
+    try:
+        yield
+    except KafkaError as exc:
+        cause = f"authentication refused: {seen.reason}" if seen.reason else str(exc)
+        raise RuntimeError(f"{what} against {settings.kafka_bootstrap} failed: {cause}") from exc
+    finally:
+        logger.removeHandler(seen)
+
+
 def ensure_topics(settings: Settings) -> dict[str, str]:
     """Create every topic the app uses (not Faust's own changelogs); returns name -> 'created'/'exists'."""
     names = topic_names(settings)
-    admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", **kafka_client_config(settings))
-    try:
-        existing = set(admin.list_topics())
-        result: dict[str, str] = {}
-        wanted = []
-        for spec in TOPICS:
-            name = names[spec.setting]
-            if name in existing:
-                result[name] = "exists"
-                continue
-            configs = {"cleanup.policy": "compact"} if spec.compacted else {}
-            wanted.append(
-                NewTopic(
-                    name=name,
-                    num_partitions=spec.partitions or settings.topic_partitions,
-                    replication_factor=settings.topic_replication_factor,
-                    topic_configs=configs,
+    with kafka_errors(settings, "topic setup"):
+        admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", **kafka_client_config(settings))
+        try:
+            existing = set(admin.list_topics())
+            result: dict[str, str] = {}
+            wanted = []
+            for spec in TOPICS:
+                name = names[spec.setting]
+                if name in existing:
+                    result[name] = "exists"
+                    continue
+                configs = {"cleanup.policy": "compact"} if spec.compacted else {}
+                wanted.append(
+                    NewTopic(
+                        name=name,
+                        num_partitions=spec.partitions or settings.topic_partitions,
+                        replication_factor=settings.topic_replication_factor,
+                        topic_configs=configs,
+                    )
                 )
-            )
-            result[name] = "created"
-        if wanted:
-            try:
-                admin.create_topics(wanted, timeout_ms=30_000)
-            except TopicAlreadyExistsError:
-                pass  # a concurrent setup won the race: same outcome
-        return result
-    except KafkaError as exc:
-        raise RuntimeError(f"topic setup against {settings.kafka_bootstrap} failed: {exc}") from exc
-    finally:
-        admin.close()
+                result[name] = "created"
+            if wanted:
+                try:
+                    admin.create_topics(wanted, timeout_ms=30_000)
+                except TopicAlreadyExistsError:
+                    pass  # a concurrent setup won the race: same outcome
+            return result
+        finally:
+            admin.close()

@@ -88,7 +88,10 @@ def cmd_produce(args: argparse.Namespace) -> int:
     for path in args.files:
         if not Path(path).is_file():
             raise CliError(f"no such file: {path}")
-    n = produce_files(settings, [Path(p) for p in args.files], topic_kind=args.to, rate=args.rate)
+    try:
+        n = produce_files(settings, [Path(p) for p in args.files], topic_kind=args.to, rate=args.rate)
+    except RuntimeError as exc:
+        raise CliError(str(exc)) from None
     print(f"produced {n} records")
     return 0
 

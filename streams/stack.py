@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 KAFKA_VERSION = "4.0.2"
@@ -53,11 +53,11 @@ logger.state.level = WARN
 SERVER_PROPERTIES = """process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
-listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}{sasl_listener}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}{sasl_listener}
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT{sasl_protocol}
 log.dirs={data_dir}
 num.partitions=1
 default.replication.factor=1
@@ -76,6 +76,18 @@ num.io.threads=2
 log.retention.hours=168
 """
 
+# Appended when StackConfig.sasl_port is set. The server side of SCRAM needs no password of its own: the users are
+# written into the cluster metadata when the storage is formatted, and brokers talk to each other over PLAINTEXT.
+SASL_PROPERTIES = """sasl.enabled.mechanisms=SCRAM-SHA-256
+listener.name.{name}.sasl.enabled.mechanisms=SCRAM-SHA-256
+listener.name.{name}.scram-sha-256.sasl.jaas.config=\
+  org.apache.kafka.common.security.scram.ScramLoginModule required;
+"""
+# And for SASL_SSL: a PEM keystore (unencrypted key + self-signed certificate), so no Java keystore tooling is needed.
+TLS_PROPERTIES = """listener.name.sasl_ssl.ssl.keystore.type=PEM
+listener.name.sasl_ssl.ssl.keystore.location={keystore}
+"""
+
 
 class StackError(RuntimeError):
     """A one-line, user-facing problem with the local stack."""
@@ -89,6 +101,13 @@ class StackConfig:
     kafka_port: int = 9092
     controller_port: int = 9093
     redis_port: int = 6379
+    # Optional security, off by default: an extra SASL_PLAINTEXT listener (SCRAM-SHA-256) for these
+    # (name, password) users, and a Redis password. repr=False keeps the passwords out of reprs and test output.
+    sasl_port: int | None = None
+    scram_users: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    redis_password: str | None = field(default=None, repr=False)
+    # The extra listener is SASL_SSL instead, with a self-signed certificate for 127.0.0.1 (clients trust tls_cafile).
+    sasl_tls: bool = False
 
     @classmethod
     def from_env(cls) -> StackConfig:
@@ -115,7 +134,22 @@ class StackConfig:
         return f"127.0.0.1:{self.kafka_port}"
 
     @property
+    def sasl_bootstrap(self) -> str:
+        if self.sasl_port is None:
+            raise StackError("this stack has no SASL listener (StackConfig.sasl_port is not set)")
+        return f"127.0.0.1:{self.sasl_port}"
+
+    @property
+    def sasl_protocol(self) -> str:
+        return "SASL_SSL" if self.sasl_tls else "SASL_PLAINTEXT"
+
+    @property
+    def tls_cafile(self) -> Path:
+        return self.run_dir / "tls" / "cert.pem"
+
+    @property
     def redis_url(self) -> str:
+        # Without the password: this URL is printed. Clients of a password-protected Redis add it themselves.
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
 
@@ -226,6 +260,47 @@ def _wait(what: str, ready, timeout_s: float, log: Path | None = None) -> None:
     raise StackError(f"{what} did not become ready within {timeout_s:.0f}s{tail}")
 
 
+def _self_signed_keystore(cfg: StackConfig) -> Path:
+    """Key + certificate for 127.0.0.1 made once with openssl; the certificate doubles as the clients' CA file."""
+    tls = cfg.tls_cafile.parent
+    keystore = tls / "keystore.pem"
+    if keystore.exists() and cfg.tls_cafile.exists():
+        return keystore
+    if shutil.which("openssl") is None:
+        raise StackError("openssl is not installed: it is needed once to make the TLS listener's certificate")
+    tls.mkdir(parents=True, exist_ok=True)
+    key = tls / "key.pem"
+    proc = subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=churnwatch-local",
+         "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cfg.tls_cafile)],
+        capture_output=True, text=True,
+    )
+    if proc.returncode != 0:
+        raise StackError(f"openssl could not make a certificate: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    keystore.touch(mode=0o600)  # it holds the private key
+    keystore.write_text(key.read_text() + cfg.tls_cafile.read_text())
+    key.unlink()
+    return keystore
+
+
+def _server_properties(cfg: StackConfig, data: Path) -> str:
+    for name, pw in cfg.scram_users:
+        # The format tool's [name=...,password=...] syntax has no escaping for these.
+        if any(c in name + pw for c in ',[]="'):
+            raise StackError(f"SCRAM user {name!r}: names and passwords must not contain , [ ] = or \"")
+    sasl_listener = sasl_protocol = extra = ""
+    if cfg.sasl_port is not None:
+        proto = cfg.sasl_protocol
+        sasl_listener = f",{proto}://127.0.0.1:{cfg.sasl_port}"
+        sasl_protocol = f",{proto}:{proto}"
+        extra = SASL_PROPERTIES.format(name=proto.lower())
+        if cfg.sasl_tls:
+            extra += TLS_PROPERTIES.format(keystore=_self_signed_keystore(cfg))
+    body = SERVER_PROPERTIES.format(port=cfg.kafka_port, controller_port=cfg.controller_port, data_dir=data,
+                                    sasl_listener=sasl_listener, sasl_protocol=sasl_protocol)
+    return body + extra
+
+
 def start_kafka(cfg: StackConfig) -> int:
     run = cfg.run_dir
     pidfile = run / "kafka.pid"
@@ -233,8 +308,8 @@ def start_kafka(cfg: StackConfig) -> int:
     if pid is not None:
         _say(f"kafka already running (pid {pid}) on {cfg.bootstrap}: reusing it")
         return pid
-    for port in (cfg.kafka_port, cfg.controller_port):
-        if port_open(port):
+    for port in (cfg.kafka_port, cfg.controller_port, cfg.sasl_port):
+        if port is not None and port_open(port):
             raise StackError(
                 f"port {port} is in use by another process; set CHURNWATCH_STACK_KAFKA_PORT / "
                 "CHURNWATCH_STACK_CONTROLLER_PORT to free ports"
@@ -244,9 +319,7 @@ def start_kafka(cfg: StackConfig) -> int:
     run.mkdir(parents=True, exist_ok=True)
     data = run / "kafka-data"
     props = run / "server.properties"
-    props.write_text(
-        SERVER_PROPERTIES.format(port=cfg.kafka_port, controller_port=cfg.controller_port, data_dir=data)
-    )
+    props.write_text(_server_properties(cfg, data))
     log4j = run / "log4j2.properties"
     log4j.write_text(LOG4J2_PROPERTIES)
     log4j_opt = f"-Dlog4j2.configurationFile={log4j}"
@@ -255,13 +328,20 @@ def start_kafka(cfg: StackConfig) -> int:
         shutil.rmtree(data, ignore_errors=True)
         # Cluster id: 16 random bytes, base64url without padding, must not start with '-'.
         cluster_id = "A" + base64.urlsafe_b64encode(secrets.token_bytes(16)).decode().rstrip("=")[1:]
+        # KRaft keeps SCRAM users in the cluster metadata, so they are added here, at format time (a reused data
+        # dir keeps the users it was formatted with). The passwords are on this short-lived command line only.
+        scram = [arg for name, pw in cfg.scram_users
+                 for arg in ("--add-scram", f"SCRAM-SHA-256=[name={name},password={pw}]")]
         proc = subprocess.run(
             [java, log4j_opt, "-cp", classpath, "kafka.tools.StorageTool", "format",
-             "-t", cluster_id, "-c", str(props)],
+             "-t", cluster_id, "-c", str(props), *scram],
             capture_output=True, text=True,
         )
         if proc.returncode != 0:
-            raise StackError(f"formatting KRaft storage failed: {(proc.stderr or proc.stdout).strip()[-300:]}")
+            detail = (proc.stderr or proc.stdout).strip()[-300:]
+            for _, pw in cfg.scram_users:
+                detail = detail.replace(pw, "***")
+            raise StackError(f"formatting KRaft storage failed: {detail}")
     log = run / "kafka.log"
     with open(log, "ab") as out:
         proc2 = subprocess.Popen(
@@ -297,9 +377,13 @@ def start_redis(cfg: StackConfig) -> int:
     run.mkdir(parents=True, exist_ok=True)
     log = run / "redis.log"
     # No persistence: the read model is rebuilt from the pipeline, and tests want a clean slate.
+    args = [server, "--bind", "127.0.0.1", "--port", str(cfg.redis_port), "--save", "", "--appendonly", "no",
+            "--daemonize", "no", "--logfile", str(log), "--dir", str(run)]
+    if cfg.redis_password:
+        # redis-server rewrites its process title at start, so the password does not stay visible in `ps`.
+        args += ["--requirepass", cfg.redis_password]
     proc = subprocess.Popen(
-        [server, "--bind", "127.0.0.1", "--port", str(cfg.redis_port), "--save", "", "--appendonly", "no",
-         "--daemonize", "no", "--logfile", str(log), "--dir", str(run)],
+        args,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True,
     )
     pidfile.write_text(str(proc.pid))

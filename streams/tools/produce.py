@@ -10,7 +10,7 @@ import orjson
 from kafka import KafkaProducer
 
 from schemas.events import BILLING_TYPES
-from streams.admin import kafka_client_config
+from streams.admin import kafka_client_config, kafka_errors
 from streams.settings import Settings
 
 
@@ -53,21 +53,22 @@ def make_producer(settings: Settings) -> KafkaProducer:
 def produce_lines(settings: Settings, lines: Iterable[bytes], *, topic_kind: str = "canonical",
                   rate: float = 0.0) -> int:
     """Send every line; `rate` > 0 paces to that many events per second. Returns the count sent."""
-    producer = make_producer(settings)
-    n = 0
-    started = time.monotonic()
-    try:
-        for line in lines:
-            topic, key = _route(settings, line, topic_kind)
-            producer.send(topic, key=key, value=line)
-            n += 1
-            if rate > 0 and n % 100 == 0:
-                ahead = n / rate - (time.monotonic() - started)
-                if ahead > 0:
-                    time.sleep(ahead)
-        producer.flush(timeout=60)
-    finally:
-        producer.close(timeout=10)
+    with kafka_errors(settings, "producing"):
+        producer = make_producer(settings)
+        n = 0
+        started = time.monotonic()
+        try:
+            for line in lines:
+                topic, key = _route(settings, line, topic_kind)
+                producer.send(topic, key=key, value=line)
+                n += 1
+                if rate > 0 and n % 100 == 0:
+                    ahead = n / rate - (time.monotonic() - started)
+                    if ahead > 0:
+                        time.sleep(ahead)
+            producer.flush(timeout=60)
+        finally:
+            producer.close(timeout=10)
     return n
 
 
