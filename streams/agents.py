@@ -93,6 +93,8 @@ def register(ctx: Context) -> None:
                 )
                 _advance_watermarks(result.usage_by_partition)
                 await _publish(result.states, result.alerts, result.cohort_changed, result.dead_letters)
+                for account_id, agg in result.states.items():
+                    _track_holding(account_id.encode(), agg)
             # Take_events acks this batch when we return to it; Faust's commit flushes the Kafka client but its
             # own send_soon buffer only while sends keep coming (it gives up after 0.1 s without progress). So
             # the changelog writes and re-routed records are handed to the client before the batch is acked.
@@ -218,36 +220,66 @@ def register(ctx: Context) -> None:
         if len(last_published) > 2 * max(len(table), 1) + 10_000:
             last_published.clear()  # bound memory after rebalances moved accounts away
 
+    # Accounts of this worker holding billing events (ADR 0006): key -> time of the oldest held event, epoch s.
+    # Rebuilt after a restart by the first tick, which scans every account of the partitions it ticks.
+    holding: dict[bytes, int] = {}
+
+    def _track_holding(key: bytes, agg: AccountAggregate) -> None:
+        if agg.held:
+            holding[key] = agg.held[0][0]
+        else:
+            holding.pop(key, None)
+
+    def _effective_front(mark: float) -> float:
+        """The usage front for a partition whose watermark is `mark`: its newest usage event time. When no
+        usage at all arrived for idle_partition_s of wall time, the wall clock (held billing dated up to now
+        must not wait for usage that may not come)."""
+        front = mark + settings.watermark_delay_s
+        if advanced_wall and time.monotonic() - max(advanced_wall.values()) >= settings.idle_partition_s:
+            front = max(front, time.time())
+        return front
+
     @app.timer(interval=settings.alert_tick_s)
     async def advance_event_time() -> None:
-        """Time-driven rules (inactivity, renewal, activation stalled) at each owned partition's watermark."""
+        """Day ends each owned partition's watermark has passed (time-driven rules such as inactivity, renewal,
+        activation stalled) and held billing its usage front has passed."""
         if not watermarks:
             return
         from datetime import UTC, datetime
 
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == billing_name
                  or tp.topic == settings.topic(settings.usage_topic)}
-        # Rules are day-granular: a partition is ticked once per event-time day its watermark reaches.
         marks = {p: m for p in owned if (m := _effective_watermark(p)) is not None}
+        fronts = {p: _effective_front(m) for p, m in marks.items()}
+        # Rules are day-granular: a partition is scanned once per event-time day its watermark reaches.
         todo = {p for p, m in marks.items() if int(m // 86400) > ticked_day.get(p, -1)}
-        if not todo:
+        releasable = [k for k, at in holding.items() if at <= fronts.get(partition_of(k), 0.0)]
+        if not todo and not releasable:
             return
         async with state_lock:
             changed: dict[str, AccountAggregate] = {}
+            cohort_changed: set[str] = set()
             alerts: list[Any] = []
-            for key, value in list(table.items()):
-                partition = partition_of(key)
-                if partition not in todo:
+            keys = [k for k in table if partition_of(k) in todo] if todo else []
+            keys += [k for k in releasable if partition_of(k) not in todo]
+            for key in keys:
+                raw = table.get(key)
+                if raw is None:
                     continue
-                agg = decode_aggregate(value)
-                records = tick(agg, datetime.fromtimestamp(marks[partition], tz=UTC), ctx.rules)
-                if records:
+                partition = partition_of(key)
+                agg = decode_aggregate(raw)
+                ticked = tick(agg, datetime.fromtimestamp(marks[partition], tz=UTC), ctx.rules,
+                              datetime.fromtimestamp(fronts[partition], tz=UTC))
+                _track_holding(key, agg)
+                if ticked.alerts or ticked.changed:
                     changed[agg.account_id] = agg
-                    alerts.extend(records)
+                    alerts.extend(ticked.alerts)
+                if ticked.ledger_changed:
+                    cohort_changed.add(agg.account_id)
             for p in todo:
                 ticked_day[p] = int(marks[p] // 86400)
-            if alerts:
-                await _publish(changed, alerts, frozenset())
+            if changed:
+                await _publish(changed, alerts, cohort_changed)
 
     @app.agent(topics["raw"], concurrency=1)
     async def normalize_raw_events(stream: Any) -> None:

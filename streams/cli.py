@@ -76,8 +76,13 @@ def cmd_topics(args: argparse.Namespace) -> int:
         result = ensure_topics(settings)
     except RuntimeError as exc:
         raise CliError(str(exc)) from None
+    from streams.topics import TOPICS, topic_names
+
+    names = topic_names(settings)
+    partitions = {names[spec.setting]: spec.partitions or settings.topic_partitions for spec in TOPICS}
     for name, state in result.items():
-        print(f"{state:8} {name} ({settings.topic_partitions} partitions, rf {settings.topic_replication_factor})")
+        print(f"{state:8} {name} ({partitions.get(name, settings.topic_partitions)} partitions, "
+              f"rf {settings.topic_replication_factor})")
     return 0
 
 

@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,10 @@ def canonical_lines(paths: Iterable[str], fmt: str, result: ReplayResult) -> Ite
                     result.rejected_before_decode += 1
 
 
+# The usage front at the end of a replay's input: every held billing event is released.
+END_OF_INPUT = datetime(9999, 12, 31, tzinfo=UTC)
+
+
 def replay_lines(
     lines: Iterable[bytes], config: DomainConfig | None = None, *, batch_size: int = 5000,
     max_event_bytes: int = 64 * 1024, progress: Any = None, result: ReplayResult | None = None,
@@ -110,12 +115,11 @@ def replay_lines(
             watermark_s = mark
             _tick_all(watermark_s)
 
-    def _tick_all(at_s: float) -> None:
-        from datetime import UTC, datetime
-
+    def _tick_all(at_s: float, front: datetime | None = None) -> None:
         mark = datetime.fromtimestamp(at_s, tz=UTC)
+        front = front or datetime.fromtimestamp(at_s + watermark_delay_s, tz=UTC)  # the newest usage event seen
         for account_id in sorted(states):
-            result.alerts.extend(tick(states[account_id], mark, rules))
+            result.alerts.extend(tick(states[account_id], mark, rules, front).alerts)
 
     for line in lines:
         result.inputs += 1
@@ -124,6 +128,10 @@ def replay_lines(
             flush()
     if batch:
         flush()
+    if final_tick:
+        # The input is complete: billing still held for usage that will not come is applied, as a live worker
+        # does once its input has been idle for CHURNWATCH_IDLE_PARTITION_S (ADR 0006). No further day ends.
+        _tick_all(watermark_s, END_OF_INPUT)
     result.seconds = time.perf_counter() - started
     result.portfolio = compute_portfolio(
         (a, cohort_snapshot(s, cohort_dimension)) for a, s in sorted(states.items())

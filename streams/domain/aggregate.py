@@ -20,6 +20,7 @@ alerts (up to events later than the watermark delay, and billing read out of ste
 
 from __future__ import annotations
 
+from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -27,8 +28,8 @@ from typing import Any, NamedTuple
 import orjson
 
 from schemas.alerts import AlertAction, AlertRecord
-from schemas.events import BILLING_TYPES, CanonicalEvent
-from streams.domain.account import AccountState, apply_event, new_account
+from schemas.events import BILLING_TYPES, CanonicalEvent, canonical_event_adapter
+from streams.domain.account import AccountState, already_applied, apply_event, new_account
 from streams.domain.alerts import (
     AlertBook,
     apply_action,
@@ -69,6 +70,11 @@ class AccountAggregate:
     ledger: MrrLedger
     nps: list[tuple[int, str, str, int]] = field(default_factory=list)  # (at_s, event_id, user_id, score)
     book: AlertBook | None = None  # created on first evaluation
+    # Billing events dated after the usage front, oldest first: (event time s, canonical JSON). Applied when
+    # the front passes them, so billing and usage meet the state in event-time order (ADR 0006).
+    held: list[tuple[int, bytes]] = field(default_factory=list)
+    # Event time (s) the usage stream is known to have reached for this account's partition (ticks).
+    front_s: int = 0
 
     @property
     def account_id(self) -> str:
@@ -165,29 +171,85 @@ def _first_open_day(agg: AccountAggregate) -> int | None:
     return max(floor_day, (evaluated + 1) // DAY_S) if evaluated else floor_day
 
 
-def close_days(agg: AccountAggregate, rules: Rules, before_day: int) -> list[AlertRecord]:
-    """Evaluate every rule at the end of each day not yet evaluated, up to (excluding) `before_day`."""
+def usage_front(agg: AccountAggregate) -> int:
+    """The event time up to which this account's usage has arrived: its newest usage, or a tick's front."""
+    last = agg.state.last_event_s
+    return max(agg.front_s, last) if last is not None else agg.front_s
+
+
+class Released(NamedTuple):
+    alerts: list[AlertRecord]
+    ledger_changed: bool
+
+
+def release_held(agg: AccountAggregate, config: DomainConfig, rules: Rules | None, up_to_s: int) -> Released:
+    """Apply the held billing events dated at or before `up_to_s`, oldest first."""
+    held = agg.held
+    if not held or held[0][0] > up_to_s:
+        return Released(_NO_ALERTS, False)
+    alerts: list[AlertRecord] = []
+    ledger_changed = False
+    while held and held[0][0] <= up_to_s:
+        _, raw = held.pop(0)
+        applied = _apply_now(agg, canonical_event_adapter.validate_json(raw), config, None, None, rules)
+        alerts.extend(applied.alerts)
+        ledger_changed = ledger_changed or applied.ledger_changed
+    return Released(alerts, ledger_changed)
+
+
+def close_days(
+    agg: AccountAggregate, rules: Rules, before_day: int, config: DomainConfig | None = None
+) -> Released:
+    """Evaluate every rule at the end of each day not yet evaluated, up to (excluding) `before_day`; held
+    billing dated before each day end is applied first."""
     first = _first_open_day(agg)
     if first is None or first >= before_day:
-        return _NO_ALERTS
+        return Released(_NO_ALERTS, False)
     records: list[AlertRecord] = []
+    ledger_changed = False
     for day in range(first, before_day):
         at_s = _day_end(day)
+        if agg.held and agg.held[0][0] <= at_s:
+            released = release_held(agg, config or rules.config, rules, at_s)
+            records.extend(released.alerts)
+            ledger_changed = ledger_changed or released.ledger_changed
         # triggered_by: the day's newest usage event for a day the account was active; a silent day's end is a
         # pure time tick.
         last = agg.state.last_event_s
         cause = _utc(last) if last is not None and last // DAY_S == day else None
         records.extend(_evaluate_at(agg, at_s, rules, cause))
-    return records
+    return Released(records, ledger_changed)
 
 
-def tick(agg: AccountAggregate, watermark: datetime, rules: Rules) -> list[AlertRecord]:
-    """Event-time progress without events for this account: the day ends the watermark has passed."""
-    return close_days(agg, rules, int(watermark.timestamp()) // DAY_S)
+class Ticked(NamedTuple):
+    alerts: list[AlertRecord]
+    changed: bool  # the aggregate must be written back (day ends evaluated, or held billing applied)
+    ledger_changed: bool
 
 
-def due(agg: AccountAggregate, watermark: datetime) -> bool:
+def tick(agg: AccountAggregate, watermark: datetime, rules: Rules, front: datetime | None = None) -> Ticked:
+    """Event-time progress without events for this account: the day ends the watermark has passed, then the
+    held billing up to the usage front (newest usage of the partition; the watermark when not given)."""
+    held_before = len(agg.held)
+    evaluated_before = agg.book.as_of_s if agg.book is not None else 0
+    closed = close_days(agg, rules, int(watermark.timestamp()) // DAY_S)
+    front_s = int((front or watermark).timestamp())
+    if front_s > agg.front_s:
+        agg.front_s = front_s
+    released = release_held(agg, rules.config, rules, usage_front(agg))
+    alerts = closed.alerts + released.alerts if released.alerts else closed.alerts
+    # Written back when day ends were evaluated (the book moved, even without a record: otherwise every tick
+    # re-evaluates every day since the last write) or held billing was applied. A moved front alone is not
+    # worth a write: a stale front only holds billing a little longer.
+    evaluated = (agg.book.as_of_s if agg.book is not None else 0) != evaluated_before
+    changed = evaluated or len(agg.held) != held_before
+    return Ticked(alerts, changed, closed.ledger_changed or released.ledger_changed)
+
+
+def due(agg: AccountAggregate, watermark: datetime, front: datetime | None = None) -> bool:
     """Can a tick at this watermark change the account? Lets the timer skip accounts without evaluating."""
+    if agg.held and agg.held[0][0] <= int((front or watermark).timestamp()):
+        return True
     first = _first_open_day(agg)
     return first is not None and first < int(watermark.timestamp()) // DAY_S
 
@@ -221,16 +283,61 @@ def apply(
 ) -> Applied:
     """Apply one event to every part of the account; mutates `agg` in place and returns it.
 
-    With `rules`, alerts are evaluated at the checkpoints described in the module docstring.
+    A billing event dated after the account's usage front is held (ADR 0006) and applied when usage or a tick
+    passes it; a usage event first closes the days before it and applies the held billing before it. With
+    `rules`, alerts are evaluated at the checkpoints described in the module docstring.
     """
-    alerts: list[AlertRecord] = _NO_ALERTS
+    at_s = int(event.occurred_at.timestamp())
+    if event.type in BILLING_TYPES:
+        if at_s > usage_front(agg):
+            return _hold(agg, event, at_s, source, offset)
+        return _apply_now(agg, event, config, source, offset, rules)
     state = agg.state
+    alerts: list[AlertRecord] = _NO_ALERTS
+    ledger_changed = False
+    moves_clock = state.last_event_s is None or at_s > state.last_event_s
+    if moves_clock and not (source is not None and offset is not None and already_applied(state, source, offset)):
+        # Only events that will be applied can move the usage clock (duplicates and late events are older).
+        if rules is not None:
+            closed = close_days(agg, rules, at_s // DAY_S, config)
+            alerts, ledger_changed = closed.alerts, closed.ledger_changed
+        released = release_held(agg, config, rules, at_s)
+        if released.alerts:
+            alerts = alerts + released.alerts
+        ledger_changed = ledger_changed or released.ledger_changed
+    applied = _apply_now(agg, event, config, source, offset, rules)
+    if not alerts and not ledger_changed:
+        return applied
+    return Applied(agg, applied.outcome, ledger_changed or applied.ledger_changed, alerts + applied.alerts)
+
+
+def _hold(agg: AccountAggregate, event: CanonicalEvent, at_s: int, source: str | None,
+          offset: int | None) -> Applied:
+    state = agg.state
+    if source is not None and offset is not None:
+        if already_applied(state, source, offset):
+            return Applied(agg, "duplicate", False, _NO_ALERTS)
+        state.offsets[source] = offset  # a redelivered record is a duplicate while it is held
+    raw = event.model_dump_json().encode()
+    eid = event.event_id
+    if any(canonical_event_adapter.validate_json(r).event_id == eid for t, r in agg.held if t == at_s):
+        return Applied(agg, "duplicate", False, _NO_ALERTS)  # a webhook retry of a held event
+    insort(agg.held, (at_s, raw))
+    return Applied(agg, "processed", False, _NO_ALERTS)
+
+
+def _apply_now(
+    agg: AccountAggregate,
+    event: CanonicalEvent,
+    config: DomainConfig,
+    source: str | None,
+    offset: int | None,
+    rules: Rules | None,
+) -> Applied:
+    """The event reaches the state now: engagement / subscription, MRR ledger, NPS, billing checkpoint."""
+    alerts: list[AlertRecord] = _NO_ALERTS
     billing = event.type in BILLING_TYPES
-    day = int(event.occurred_at.timestamp()) // DAY_S
-    if rules is not None and not billing and state.last_event_s is not None and day > state.engagement.clock_day:
-        # Only events that will be applied can be on a later day (duplicates and late events are older).
-        alerts = list(close_days(agg, rules, day))
-    result = apply_event(state, event, config, source=source, offset=offset)
+    result = apply_event(agg.state, event, config, source=source, offset=offset)
     if result.outcome != "processed":
         return Applied(agg, result.outcome, False, alerts)
     etype = event.type
@@ -285,7 +392,8 @@ def encode_aggregate(agg: AccountAggregate) -> bytes:
     """Version byte, 4-byte length of the state part, the state (its own codec), then ledger + NPS as JSON."""
     state = encode_state(agg.state)
     book = encode_book(agg.book) if agg.book is not None else None
-    rest = orjson.dumps([encode_ledger(agg.ledger), agg.nps, book])
+    held = [[at, raw.decode()] for at, raw in agg.held]
+    rest = orjson.dumps([encode_ledger(agg.ledger), agg.nps, book, held, agg.front_s])
     return bytes((FORMAT_VERSION,)) + len(state).to_bytes(4, "big") + state + rest
 
 
@@ -294,10 +402,12 @@ def decode_aggregate(data: bytes) -> AccountAggregate:
         raise ValueError(f"unknown account aggregate format {data[:1]!r}")
     n = int.from_bytes(data[1:5], "big")
     state = decode_state(data[5 : 5 + n])
-    ledger_data, nps, book = orjson.loads(data[5 + n :])
+    ledger_data, nps, book, *rest = orjson.loads(data[5 + n :])
+    held, front_s = rest if rest else ([], 0)  # values written before ADR 0006 have neither
     return AccountAggregate(
         state, decode_ledger(ledger_data), [tuple(x) for x in nps],  # type: ignore[misc]
         decode_book(book) if book is not None else None,
+        [(at, raw.encode()) for at, raw in held], front_s,
     )
 
 

@@ -535,12 +535,15 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
         bootstrap, redis_url = cfg.bootstrap, args.redis_url or cfg.redis_url
     work = Path(tempfile.mkdtemp(prefix=f"churnwatch-{run_id}-"))
     workers = Workers(bootstrap, redis_url, work, run_id)
-    result: dict[str, Any] = {"events": plan.events, "accounts": plan.accounts, "machine": machine_facts()}
+    days = getattr(args, "days", 2)
+    result: dict[str, Any] = {"events": plan.events, "accounts": plan.accounts, "days": days,
+                              "events_per_account_day": round(plan.events / plan.accounts / days, 1),
+                              "machine": machine_facts()}
     ok = False
     try:
         log(f"run {run_id}: {plan.events} events, {plan.accounts} accounts, kafka {bootstrap}, work dir {work}")
         t = time.perf_counter()
-        events = generate_events(plan.events, plan.accounts, seed=args.seed)
+        events = generate_events(plan.events, plan.accounts, seed=args.seed, days=days)
         log(f"generated {len(events)} events in {time.perf_counter() - t:.1f}s")
         total = len(events)
 
@@ -679,6 +682,7 @@ ROWS = (
     ("recovery_s_per_100k_accounts", "fresh worker -> /ready, s per 100k accounts"),
     ("events", "events in the topic"),
     ("accounts", "accounts"),
+    ("events_per_account_day", "generated density: events per account per event-time day"),
 )
 
 
@@ -708,7 +712,10 @@ def print_table(result: dict[str, Any]) -> None:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", type=int, default=200_000, help="events to preload (default 200000)")
-    p.add_argument("--accounts", type=int, default=20_000, help="accounts (default 20000)")
+    p.add_argument("--accounts", type=int, default=5_000, help="accounts (default 5000)")
+    p.add_argument("--days", type=int, default=2,
+                   help="event-time span of the generated events (default 2: about 20 events per account per "
+                        "day, a busy product; long sparse spans measure day-end evaluations, not events)")
     p.add_argument("--quick", action="store_true", help="a few-second smoke run (20000 events, 2000 accounts)")
     p.add_argument("--latency-seconds", type=float, default=20.0, help="duration of the fixed-rate phase")
     p.add_argument("--seed", type=int, default=7)

@@ -340,7 +340,10 @@ def _simulate(world: _World, spec: _Spec, rng: random.Random) -> None:
         if expires or r >= stop_s:
             if spec.kind == "voluntary" and r == spec.churn_s:
                 lead = rng.uniform(2, 25) if a.interval == "month" else rng.uniform(5, 60)
-                a.emit(r - int(lead * DAY), "subscription.cancel_scheduled", cancel_at=w.iso(r),
+                # Never before the subscription exists (an installed-base account renewing soon after day 0):
+                # a Stripe subscription created with the cancellation already set decodes to two events.
+                scheduled = max(r - int(lead * DAY), paid_s + min(3600, (r - paid_s) // 2))
+                a.emit(scheduled, "subscription.cancel_scheduled", cancel_at=w.iso(r),
                        reason=rng.choice(CANCEL_REASONS))
                 a.emit(r, "subscription.canceled", reason="cancellation_requested")
             break

@@ -9,6 +9,7 @@ ingest adapters turn them back into the same canonical facts (tests/unit/tools/t
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -196,13 +197,17 @@ def run(args: argparse.Namespace) -> int:
         settings = load_settings()
         lines = list(shaped(events, args.fmt))
         sent = 0
+        began = time.monotonic()
         if args.fmt == "canonical":
             sent = produce_lines(settings, (line for _k, line in lines), rate=args.rate)
         else:  # one producer per topic kind, in event order within each
             for kind in ("stripe", "segment"):
                 sent += produce_lines(settings, (line for k, line in lines if k == kind), topic_kind=kind,
                                       rate=args.rate)
-        console.print(f"produced {sent} events ({args.accounts} accounts, {churned} churn) to Kafka")
+        took = time.monotonic() - began
+        target = f", target {args.rate:,.0f}/s" if args.rate > 0 else ""
+        console.print(f"produced {sent} events ({args.accounts} accounts, {churned} churn) to Kafka in {took:.1f} s "
+                      f"({sent / max(took, 1e-9):,.0f} events/s{target})")
         return 0
     if args.fmt == "canonical":
         with open(args.out, "wb") as fh:

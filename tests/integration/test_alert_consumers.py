@@ -12,8 +12,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import orjson
 import pytest
 
-from tests.integration.test_alerts_live import processed_count, wait_for_alerts
 from tests.support.kafka_io import produce_raw
+from tests.support.live_stream import processed_count, wait_for_alerts
 from tests.support.scenarios import T0, _ev, _healthy_account
 from tests.support.stack_fixtures import free_port
 
@@ -65,7 +65,9 @@ def test_a_snooze_holds_back_escalation_until_it_ends_and_the_forwarder_delivers
     run_env, worker_factory
 ) -> None:
     settings = run_env.settings()
-    worker = worker_factory("w1", extra_env={"CHURNWATCH_ALERT_TICK_S": "0.2"})
+    # The stream pauses right after a payment failure, so no usage passes it: billing waits for usage (ADR 0006)
+    # until the worker has been idle for CHURNWATCH_IDLE_PARTITION_S, then follows the wall clock.
+    worker = worker_factory("w1", extra_env={"CHURNWATCH_ALERT_TICK_S": "0.2", "CHURNWATCH_IDLE_PARTITION_S": "2"})
     events: list[dict] = []
     _healthy_account(events, "snooze-1")
     _ev(events, "snooze-1", 50.3, "payment.failed", amount=19900, attempt=1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import orjson
@@ -10,7 +9,7 @@ import pytest
 
 from streams.admin import ensure_topics
 from streams.replay import replay_lines
-from tests.support.kafka_io import read_topic
+from tests.support.live_stream import stream_day_by_day, wait_for_alerts
 from tests.support.scenarios import T0, scenario
 from tests.support.stack_fixtures import start_worker
 
@@ -23,50 +22,6 @@ def transitions(records: list[dict]) -> dict[str, list[tuple[str, str, int]]]:
         day = (int(__import__("datetime").datetime.fromisoformat(r["occurred_at"]).timestamp()) - int(T0.timestamp())) // 86400
         out.setdefault(r["account_id"], []).append((r["trigger"], r["transition"], day))
     return out
-
-
-def processed_count(base_url: str) -> float:
-    import urllib.request
-
-    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("churnwatch_events_total{") and 'outcome="processed"' in line)
-
-
-def stream_day_by_day(settings, base_url: str, events: list[dict]) -> None:
-    """Produce one event-time day at a time and wait until the worker has applied it: live traffic, not a
-    backlog. (A backlog lets the worker read the small billing topic weeks ahead of usage; see ADR 0004.)"""
-    by_day: dict[str, list[bytes]] = {}
-    for e in events:
-        by_day.setdefault(e["occurred_at"][:10], []).append(orjson.dumps(e))
-    from streams.tools.produce import _route, make_producer
-
-    producer = make_producer(settings)
-    sent = 0
-    try:
-        for day in sorted(by_day):
-            for line in by_day[day]:
-                topic, key = _route(settings, line, "canonical")
-                producer.send(topic, key=key, value=line)
-            producer.flush(30)
-            sent += len(by_day[day])
-            deadline = time.monotonic() + 30
-            while processed_count(base_url) < sent and time.monotonic() < deadline:
-                time.sleep(0.02)
-    finally:
-        producer.close(5)
-
-
-def wait_for_alerts(settings, expect: int) -> list[dict]:
-    deadline = time.monotonic() + 90
-    records: list[dict] = []
-    while time.monotonic() < deadline:
-        records = [orjson.loads(v) for _k, v in read_topic(settings, settings.topic(settings.alerts_topic), idle_ms=1500)]
-        if len({r["record_id"] for r in records}) >= expect:
-            break
-        time.sleep(1)
-    return records
 
 
 def test_each_scripted_account_gets_its_alert_and_controls_get_none(run_env, worker_factory) -> None:

@@ -40,7 +40,8 @@ def test_live_company_and_cohort_metrics_equal_the_batch_computation_and_replay(
     arrival = deliver_within_lateness(world.events, timedelta(days=5), seed=2)
     lines = [e.model_dump_json().encode() for e in arrival]
     settings = run_env.settings()
-    worker = worker_factory("w1", extra_env={"CHURNWATCH_COHORT_REFRESH_S": "1"})
+    # Idle after 3 s: billing dated after the last usage is then applied (ADR 0006), as replay does at the end.
+    worker = worker_factory("w1", extra_env={"CHURNWATCH_COHORT_REFRESH_S": "1", "CHURNWATCH_IDLE_PARTITION_S": "3"})
     produce_lines(settings, lines)
 
     replayed = replay_lines(lines)

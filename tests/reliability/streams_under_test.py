@@ -25,6 +25,9 @@ WORKER_ENV = {
     "CHURNWATCH_COHORT_REFRESH_S": "1",
     "BROKER_SESSION_TIMEOUT": "6",
     "BROKER_HEARTBEAT_INTERVAL": "1",
+    # Once the input stops, billing dated after the last usage is applied after 3 s of idleness (ADR 0006), as the
+    # replay does at the end of its input.
+    "CHURNWATCH_IDLE_PARTITION_S": "3",
 }
 KEEP_TYPES = {"subscription.started", "subscription.cancel_scheduled", "subscription.canceled", "invoice.paid",
               "nps.responded", "user.added"}

@@ -239,6 +239,7 @@ class AlertsReport:
     duplicates_raw: int = 0
     duplicates_after_dedupe: int = 0
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    conflicts: list[list[bytes]] = field(default_factory=list)  # distinct bodies of one record id, for messages
 
     def as_dict(self) -> dict[str, Any]:
         return {"records": self.records, "alerts": len(self.alert_ids), "duplicates_raw": self.duplicates_raw,
@@ -246,22 +247,25 @@ class AlertsReport:
 
 
 def alerts_report(records: list[Rec]) -> AlertsReport:
-    """Raw duplicates: identical records; after dedupe by (alert_id, transition) none may remain distinct."""
+    """Raw duplicates: identical records. After dedupe by record_id (alert id + transition sequence: the key the
+    alert contract gives consumers) no two distinct bodies may remain. An alert can legitimately carry one
+    transition twice (escalated medium -> high, then high -> critical): those are two records."""
     rep = AlertsReport(records=len(records))
     if not records:
         return rep
     raw = Counter(r.value for r in records)
     rep.duplicates_raw = sum(n - 1 for n in raw.values())
-    by_key: dict[tuple[str, str], set[bytes]] = {}
+    by_key: dict[str, set[bytes]] = {}
     for r in records:
         body = json.loads(r.value)
         aid = str(body.get("alert_id"))
         transition = str(body.get("transition", body.get("state", "")))
         rep.alert_ids.add(aid)
         rep.transitions[(aid, transition)] += 1
-        # The same (alert_id, transition) must always carry the same content (deterministic ids and bodies).
-        by_key.setdefault((aid, transition), set()).add(_without_volatile(body))
+        # One record id must always carry the same content (deterministic ids and bodies).
+        by_key.setdefault(str(body.get("record_id")), set()).add(_without_volatile(body))
     rep.duplicates_after_dedupe = sum(len(v) - 1 for v in by_key.values())
+    rep.conflicts = [sorted(v) for v in by_key.values() if len(v) > 1]
     return rep
 
 

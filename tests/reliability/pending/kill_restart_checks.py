@@ -61,7 +61,8 @@ def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any]) 
                   if health.latest.get(a, {}).get(k) != v} for a in stale[:3]}
     assert not stale, f"account-health topic: newest record differs from replay for {len(stale)} accounts " \
         f"{stale[:5]}; (topic, replay) per field: {str(detail)[:1500]}"
-    assert alerts.duplicates_after_dedupe == 0, f"one (alert_id, transition) with different bodies: {report}"
+    assert alerts.duplicates_after_dedupe == 0, \
+        f"one record_id with different bodies: {report}; first: {[b[:1500] for b in alerts.conflicts[0]]}"
     assert not lost, f"alerts of the uninterrupted replay missing from the topic: {lost[:10]} ({report})"
     return report
 

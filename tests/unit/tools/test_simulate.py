@@ -91,3 +91,21 @@ def test_stripe_and_segment_shapes_decode_back_to_the_same_facts(world) -> None:
             if hasattr(ev, "mrr"):
                 stamp = ev.occurred_at.isoformat().replace("+00:00", "Z")
                 assert ev.mrr == mrr[(ev.account_id, stamp)]
+
+
+def test_no_account_has_a_billing_fact_before_it_started() -> None:
+    # seed 5, 60 accounts, 60 days: an installed-base annual churner renewing soon after day 0 used to get its
+    # cancellation scheduled before its subscription started (and its Stripe shape decoded to an extra event).
+    events, _ = generate(60, 60, seed=5, start=START)
+    started: dict[str, str] = {}
+    for e in events:
+        if e["type"] in ("subscription.started", "trial.started"):
+            started.setdefault(e["account_id"], e["occurred_at"])
+    early = [(e["account_id"], e["type"], e["occurred_at"]) for e in events
+             if e["occurred_at"] < started.get(e["account_id"], "~") and e["type"] not in ("subscription.started",
+                                                                                            "trial.started")]
+    assert not early
+    back: Counter[tuple[str, str]] = Counter()
+    for kind, line in shaped(events, "stripe"):
+        back.update((ev.account_id, ev.type) for ev in events_of(decode_for_topic(line, kind, topic="t")))  # type: ignore[arg-type]
+    assert back == Counter((e["account_id"], e["type"]) for e in events)
