@@ -220,6 +220,9 @@ def register(ctx: Context) -> None:
         if len(last_published) > 2 * max(len(table), 1) + 10_000:
             last_published.clear()  # bound memory after rebalances moved accounts away
 
+    # Monotonic time of the last lag measurement that found every owned input partition fully read (0: never).
+    caught_up_at = [0.0]
+
     # Accounts of this worker holding billing events (ADR 0006): key -> time of the oldest held event, epoch s.
     # Rebuilt after a restart by the first tick, which scans every account of the partitions it ticks.
     holding: dict[bytes, int] = {}
@@ -235,9 +238,18 @@ def register(ctx: Context) -> None:
         usage at all arrived for idle_partition_s of wall time, the wall clock (held billing dated up to now
         must not wait for usage that may not come)."""
         front = mark + settings.watermark_delay_s
-        if advanced_wall and time.monotonic() - max(advanced_wall.values()) >= settings.idle_partition_s:
+        if _input_exhausted():
             front = max(front, time.time())
         return front
+
+    def _input_exhausted() -> bool:
+        """No usage arrived for idle_partition_s of wall time AND a lag measurement since the last usage found
+        nothing left to read: the input stopped, rather than the worker or the broker (during an outage the
+        measurement fails, so held billing keeps waiting)."""
+        if not advanced_wall:
+            return False
+        last_usage = max(advanced_wall.values())
+        return time.monotonic() - last_usage >= settings.idle_partition_s and caught_up_at[0] > last_usage
 
     @app.timer(interval=settings.alert_tick_s)
     async def advance_event_time() -> None:
@@ -325,48 +337,67 @@ def register(ctx: Context) -> None:
 
     @app.timer(interval=settings.cohort_refresh_s)
     async def refresh_portfolio() -> None:
-        """Recompute cohort and company metrics on the worker that owns the cohort-inputs partition."""
-        if not ctx.cohort_dirty or not _owns(app, cohort_inputs_name, 0):
+        """Recompute cohort and company metrics on the worker that owns the cohort-inputs partition when its
+        inputs changed; publish the portfolio alerts of months that became final."""
+        if not _owns(app, cohort_inputs_name, 0):
             return
-        ctx.cohort_dirty = False
-        snapshots = [(k.decode(), v) for k, v in cohort_table.items()]
-        portfolio = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: compute_portfolio(snapshots, gross_margin=settings.gross_margin)
-        )
-        ctx.portfolio = portfolio
-        metrics.record_portfolio(portfolio)
-        fresh = [r for r in portfolio_alert_records(portfolio, ctx.rules.thresholds)
-                 if r.record_id not in published_portfolio]
-        for record in fresh:
+        if ctx.cohort_dirty:
+            ctx.cohort_dirty = False
+            snapshots = [(k.decode(), v) for k, v in cohort_table.items()]
+            fresh_portfolio = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: compute_portfolio(snapshots, gross_margin=settings.gross_margin)
+            )
+            ctx.portfolio = fresh_portfolio
+            metrics.record_portfolio(fresh_portfolio)
+            if sink is not None:
+                for month in fresh_portfolio.months:
+                    if month.segment is None:
+                        sink.put(f"{key_prefix}company:{month.month}", orjson.dumps(month.as_dict()))
+                sink.put(f"{key_prefix}cohorts", orjson.dumps(fresh_portfolio.cells_json()))
+                sink.put(f"{key_prefix}company", orjson.dumps(fresh_portfolio.months_json()))
+        portfolio = ctx.portfolio
+        if portfolio is None:
+            return
+        # Only final months (the event-time front past their end plus the lateness allowance): interim figures
+        # would give one record id two bodies across recomputations and restarts.
+        fronts = [m + settings.watermark_delay_s for m in watermarks.values()]
+        front = max(fronts) if fronts else 0.0
+        if _input_exhausted():
+            front = max(front, time.time())
+        records = portfolio_alert_records(portfolio, ctx.rules.thresholds, final_until_s=front,
+                                          lateness_days=ctx.domain.allowed_lateness_days)
+        for record in records:
+            if record.record_id in published_portfolio:
+                continue
             topics["alerts"].send_soon(key=b"portfolio", value=record.model_dump_json().encode())
             metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
             published_portfolio.add(record.record_id)
-        if sink is not None:
-            for month in portfolio.months:
-                if month.segment is None:
-                    sink.put(f"{key_prefix}company:{month.month}", orjson.dumps(month.as_dict()))
-            sink.put(f"{key_prefix}cohorts", orjson.dumps(portfolio.cells_json()))
-            sink.put(f"{key_prefix}company", orjson.dumps(portfolio.months_json()))
 
     @app.timer(interval=10.0)
     async def report_table_sizes_and_lag() -> None:
         metrics.table_keys.labels("account_to_state").set(len(table))
         metrics.table_keys.labels("account_to_cohort_inputs").set(len(cohort_table))
         consumer = app.consumer
+        measured_at = time.monotonic()
         try:
             assigned = [tp for tp in app.assignor.assigned_actives() if not tp.topic.endswith("-changelog")]
             highwaters = await consumer.highwaters(*assigned) if assigned else {}
         except Exception:
             return
         committed = consumer._committed_offset  # type: ignore[attr-defined]  # Faust: last commit per partition
+        behind = 0
         for tp in assigned:
             high = highwaters.get(tp)
             if high is None:
+                behind += 1
                 continue
             done = committed.get(tp)
             # Faust commits the offset of the next record to read (last acked + 1), like Kafka itself.
             lag = high - (done if done is not None else 0)
             metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
+            behind += lag > 0
+        if assigned and not behind:
+            caught_up_at[0] = measured_at
 
     @app.task
     async def start_sink() -> None:

@@ -136,7 +136,10 @@ def replay_lines(
     result.portfolio = compute_portfolio(
         (a, cohort_snapshot(s, cohort_dimension)) for a, s in sorted(states.items())
     )
-    result.alerts.extend(portfolio_alert_records(result.portfolio, rules.thresholds))
+    # Months are final at the end of a complete input (as live, once idle); otherwise up to the usage front.
+    final_until = None if final_tick else (watermark_s + watermark_delay_s if watermark_s else 0.0)
+    result.alerts.extend(portfolio_alert_records(
+        result.portfolio, rules.thresholds, final_until_s=final_until, lateness_days=config.allowed_lateness_days))
     return result
 
 

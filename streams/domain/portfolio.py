@@ -50,16 +50,23 @@ class Portfolio:
         }
 
 
-def portfolio_alert_records(portfolio: Portfolio, thresholds: Any) -> list[Any]:
+def portfolio_alert_records(
+    portfolio: Portfolio, thresholds: Any, *, final_until_s: float | None = None, lateness_days: int = 7
+) -> list[Any]:
     """Portfolio alerts (company churn above benchmark, a cohort retaining worse than earlier cohorts, low
-    company NPS) for every month, each stamped at the end of its month: deterministic, so the worker (which
-    recomputes periodically) and replay publish the same records; consumers dedupe by record_id."""
+    company NPS) for every FINAL month, each stamped at the end of its month. A month is final once the
+    event-time front `final_until_s` is past its end plus the lateness allowance (no event can change it any
+    more); None means the input is complete (every month is final). Only final figures are published, so the
+    worker (which recomputes periodically, and again after a restart) and replay publish the same records;
+    consumers dedupe by record_id."""
     from streams.domain.alerts import portfolio_alerts
 
     out: list[Any] = []
     for month in sorted({m.month for m in portfolio.months if m.segment is None}):
         year, mon = int(month[:4]), int(month[5:7])
         next_month = datetime(year + mon // 12, mon % 12 + 1, 1, tzinfo=UTC)
+        if final_until_s is not None and next_month.timestamp() + lateness_days * 86400 > final_until_s:
+            break  # this month and every later one can still change
         end = datetime.fromtimestamp(next_month.timestamp() - 1, tz=UTC)
         out.extend(portfolio_alerts(portfolio.months, portfolio.cells, thresholds, end, month=month))
     return out
