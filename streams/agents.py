@@ -48,6 +48,7 @@ def register(ctx: Context) -> None:
     key_prefix = settings.redis_key_prefix
     billing_name = settings.topic(settings.billing_topic)
     actions_name = settings.topic(settings.alert_actions_topic)
+    usage_name = settings.topic(settings.usage_topic)
     # Newest event time seen per input partition number, epoch seconds: the event-time watermark that drives
     # time-based rules for the accounts of that partition (billing and usage partitions share numbers).
     watermarks: dict[int, float] = {}
@@ -126,10 +127,14 @@ def register(ctx: Context) -> None:
                 advanced_wall[partition] = now
 
     def _effective_watermark(partition: int) -> float | None:
-        """The partition's watermark; an idle partition (no new usage for idle_partition_s of wall time)
-        follows the highest watermark of this worker, so its silent accounts still age (ADR 0004)."""
+        """The partition's watermark; an idle partition follows the highest watermark of this worker, so its
+        silent accounts still age (ADR 0004). Idle = no new usage for idle_partition_s of wall time AND a lag
+        measurement since found nothing left to read on it: a partition that is merely behind (a broker
+        outage, a catch-up) must not jump ahead of its own unread usage."""
         mark = watermarks.get(partition)
-        idle = time.monotonic() - advanced_wall.get(partition, 0.0) >= settings.idle_partition_s
+        moved = advanced_wall.get(partition, 0.0)
+        idle = (time.monotonic() - moved >= settings.idle_partition_s
+                and usage_read_at.get(partition, 0.0) > moved)
         if idle and watermarks:
             return max(mark or 0.0, max(watermarks.values()))
         return mark
@@ -220,11 +225,13 @@ def register(ctx: Context) -> None:
         if len(last_published) > 2 * max(len(table), 1) + 10_000:
             last_published.clear()  # bound memory after rebalances moved accounts away
 
-    # Monotonic time of the last lag measurement that found every owned input partition fully read (0: never).
+    # Monotonic time of the last lag measurement that found every owned input partition fully read (0: never),
+    # and per usage partition number, the last one that found that partition fully read.
     caught_up_at = [0.0]
+    usage_read_at: dict[int, float] = {}
 
     # Accounts of this worker holding billing events (ADR 0006): key -> time of the oldest held event, epoch s.
-    # Rebuilt after a restart by the first tick, which scans every account of the partitions it ticks.
+    # Rebuilt after a restart or rebalance by the next tick, which scans every account it owns.
     holding: dict[bytes, int] = {}
 
     def _track_holding(key: bytes, agg: AccountAggregate) -> None:
@@ -378,12 +385,12 @@ def register(ctx: Context) -> None:
         metrics.table_keys.labels("account_to_state").set(len(table))
         metrics.table_keys.labels("account_to_cohort_inputs").set(len(cohort_table))
         consumer = app.consumer
-        measured_at = time.monotonic()
         try:
             assigned = [tp for tp in app.assignor.assigned_actives() if not tp.topic.endswith("-changelog")]
             highwaters = await consumer.highwaters(*assigned) if assigned else {}
         except Exception:
             return
+        measured_at = time.monotonic()  # after the answer: during an outage the call blocks for a long time
         committed = consumer._committed_offset  # type: ignore[attr-defined]  # Faust: last commit per partition
         behind = 0
         for tp in assigned:
@@ -396,6 +403,8 @@ def register(ctx: Context) -> None:
             lag = high - (done if done is not None else 0)
             metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
             behind += lag > 0
+            if lag <= 0 and tp.topic == usage_name:
+                usage_read_at[tp.partition] = measured_at
         if assigned and not behind:
             caught_up_at[0] = measured_at
 
@@ -411,6 +420,9 @@ def register(ctx: Context) -> None:
         # Health records coalesced in memory by a worker that died are gone: re-publish what we now own.
         # (At-least-once for the read model; every record is a whole value, so repeats are harmless.)
         republish[:] = list(table.keys())
+        # Accounts that arrived with this rebalance may hold billing this worker has never seen: the next tick
+        # scans every owned account once (rebuilding `holding`), as after a restart.
+        ticked_day.clear()
 
     async def _stop_sink(*args: Any, **kwargs: Any) -> None:
         if sink is not None:

@@ -20,8 +20,8 @@ from tests.reliability.streams_under_test import (
     Expected,
     Producer,
     explain,
-    make_stream,
     fetch,
+    make_stream,
     wait_equal,
 )
 from tests.support.stack_fixtures import RunEnv, WorkerProc, start_worker, wait_for_http
@@ -88,10 +88,26 @@ def input_audit(settings: Any, lines: list[bytes], accounts: list[str]) -> str:
     return "; ".join(out)
 
 
+def stacks_of(pid: int | None) -> str:
+    """The worker's Python stacks (py-spy dump), to tell a stuck worker from a slow one in a failure message."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if pid is None or not Path(spy).exists():
+        return ""
+    out = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30)
+    return out.stdout[-4000:]
+
+
 def assert_equal_to_replay(base_url: str, expected: Expected, timeout_s: float, log: str,
-                           settings: Any = None, lines: list[bytes] | None = None) -> float:
+                           settings: Any = None, lines: list[bytes] | None = None, pid: int | None = None) -> float:
     diff, company_ok, seconds = wait_equal(base_url, expected, timeout_s)
     audit = input_audit(settings, lines, sorted(diff)[:5]) if diff and settings is not None and lines else ""
+    if diff:
+        print(f"[stacks of the worker]\n{stacks_of(pid)}")
     assert not diff, (f"{len(diff)} of {len(expected.accounts)} accounts differ from replay after "
                       f"{timeout_s:.0f}s: {explain(base_url, expected, diff)}\ninput audit: {audit}\n"
                       f"worker log tail:\n{log[-2000:]}")
@@ -99,8 +115,14 @@ def assert_equal_to_replay(base_url: str, expected: Expected, timeout_s: float, 
         live = fetch(f"{base_url}/portfolio/company") or []
         rows = [(e.get("month"), e.get("segment"), {k: (row.get(k), v) for k, v in e.items() if row.get(k) != v})
                 for row, e in zip(live, expected.company, strict=False) if row != e]
+        import urllib.request
+
+        with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
+            lag = [ln for ln in resp.read().decode().splitlines() if ln.startswith("churnwatch_consumer_lag")]
         raise AssertionError(f"/portfolio/company differs from the replay's portfolio.months_json(): "
-                             f"{len(live)} vs {len(expected.company)} rows; (live, replay): {str(rows[:2])[:1500]}")
+                             f"{len(live)} vs {len(expected.company)} rows; (live, replay): {str(rows[:2])[:1500]}; "
+                             f"live months {[r.get('month') for r in live]}, replay months "
+                             f"{[r.get('month') for r in expected.company]}; lag: {lag}")
     return seconds
 
 
@@ -155,9 +177,9 @@ def test_broker_restart_mid_stream_loses_nothing(local_stack: stack.StackConfig,
     expected = Expected.of(lines)
     summary["events_produced"] += len(lines)
     settings = run_env.settings()
-    # The input stops while the broker is down; a worker must not take that for the end of its input and apply
-    # held billing early (ADR 0006): the idle allowance is longer than the outage here.
-    w = start_worker(run_env, "w1", extra_env={**WORKER_ENV, "CHURNWATCH_IDLE_PARTITION_S": "20"})
+    # The input stops while the broker is down (20-40 s here); a worker must not take that for the end of its input
+    # and apply held billing early (ADR 0006): the idle allowance is longer than the outage.
+    w = start_worker(run_env, "w1", extra_env={**WORKER_ENV, "CHURNWATCH_IDLE_PARTITION_S": "60"})
     restarts = 0
     try:
         producer = Producer(settings, lines, rate=len(lines) / 20).start()
@@ -171,7 +193,8 @@ def test_broker_restart_mid_stream_loses_nothing(local_stack: stack.StackConfig,
         producer.join(180)
         assert w.proc.poll() is None, f"worker exited during the broker restart:\n{w.log()[-3000:]}"
         assert wait_for_http(f"{w.base_url}/ready", 120, w.proc), w.log()[-3000:]
-        converge = assert_equal_to_replay(w.base_url, expected, 90, w.log(), settings, lines)
+        # 60 s of idleness, then a lag measurement (every 10 s), before billing dated after the last usage applies.
+        converge = assert_equal_to_replay(w.base_url, expected, 150, w.log(), settings, lines)
         outputs = audit_outputs(run_env, expected, summary)
     finally:
         w.stop()
@@ -201,7 +224,7 @@ def test_one_of_two_workers_sigkilled_the_other_takes_over(run_env: RunEnv, soak
         summary["kills"] += 1
         Producer(settings, lines[half:], rate=0).start().join()
         assert wait_for_http(f"{w1.base_url}/ready", 90, w1.proc), w1.log()[-3000:]
-        converge = assert_equal_to_replay(w1.base_url, expected, 90, w1.log(), settings, lines)
+        converge = assert_equal_to_replay(w1.base_url, expected, 90, w1.log(), settings, lines, w1.proc.pid)
         failover_s = time.monotonic() - killed
         outputs = audit_outputs(run_env, expected, summary)
     finally:
