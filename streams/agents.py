@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,29 @@ def register(ctx: Context) -> None:
     # _publish awaits deliveries, and a tick must not read a state a batch is about to overwrite.
     state_lock = asyncio.Lock()
 
+    changelogs_known: list[bool] = [False]
+
+    async def _ensure_changelog_metadata() -> None:
+        """The Kafka client must know the changelog topics' partitions before the first table write: Faust
+        computes the partition eagerly inside `table[key] = value` and crashed the agent with a TypeError on a
+        freshly started worker (found by the SIGKILL reliability check; the batch was then acked, unapplied)."""
+        if changelogs_known[0]:
+            return
+        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
+        for t in (table, cohort_table):
+            await producer.partitions_for(t.changelog_topic.get_topic_name())
+        changelogs_known[0] = True
+
+    def _fail_stop(agent: str, exc: BaseException) -> None:
+        """A batch that could not be persisted must not be acknowledged: Faust's take_events acks every event
+        of a batch in a `finally`, even when processing raised, and the supervisor restarts the agent on the
+        next batch, so the failed one would be silently lost. Exit the process instead (before the `finally`
+        runs): the restarted worker re-reads the batch from the last committed offset."""
+        log.critical("%s: a batch could not be persisted (%s: %s); stopping the worker without acknowledging "
+                     "it, it is re-read on restart", agent, type(exc).__name__, exc, exc_info=exc)
+        logging.shutdown()
+        os._exit(70)  # EX_SOFTWARE
+
     def load_state(account_id: str) -> AccountAggregate | None:
         raw = table.get(account_id.encode())
         return decode_aggregate(raw) if raw is not None else None
@@ -71,44 +95,52 @@ def register(ctx: Context) -> None:
     async def track_engagement(stream: Any) -> None:
         """Apply canonical billing/usage events to per-account state; one table write per account per batch."""
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
-            started = time.perf_counter()
-            records = []
-            rerouted = 0
-            for ev in events:
-                msg = ev.message
-                key = msg.key
-                # Records not on their account's partition would split an account's state across
-                # workers: re-produce them keyed by account id (ADR 0002).
-                if key is not None and msg.partition != partition_of(key):
-                    target = topics["billing"] if msg.topic == billing_name else topics["usage"]
-                    if msg.topic == actions_name:
-                        target = topics["alert_actions"]
-                    target.send_soon(key=key, value=msg.value)
-                    rerouted += 1
-                    continue
-                records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
-            async with state_lock:
-                result = process_batch(
-                    records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes, rules=ctx.rules,
-                    actions_topic=actions_name,
-                )
-                _advance_watermarks(result.usage_by_partition)
-                await _publish(result.states, result.alerts, result.cohort_changed, result.dead_letters)
-                for account_id, agg in result.states.items():
-                    _track_holding(account_id.encode(), agg)
-            # Take_events acks this batch when we return to it; Faust's commit flushes the Kafka client but its
-            # own send_soon buffer only while sends keep coming (it gives up after 0.1 s without progress). So
-            # the changelog writes and re-routed records are handed to the client before the batch is acked.
-            await _drain_send_buffer()
-            now = time.time()
-            metrics.record_events(result.tally)
-            metrics.record_dead_letters(result.dead_letter_reasons)
-            if rerouted:
-                metrics.events.labels("canonical", "unknown", "rerouted").inc(rerouted)
-            if result.newest_event_s:
-                metrics.event_time_lag.labels("canonical", "all").set(max(0.0, now - result.newest_event_s))
-            metrics.batch_events.labels("track_engagement").inc(len(events))
-            metrics.batch_duration.labels("track_engagement").observe(time.perf_counter() - started)
+            try:
+                await _apply_batch(events)
+            except Exception as exc:
+                _fail_stop("track_engagement", exc)
+
+    async def _apply_batch(events: list[Any]) -> None:
+        """One batch: decode, apply, persist and publish (ADR 0005 for the order)."""
+        started = time.perf_counter()
+        records = []
+        rerouted = 0
+        for ev in events:
+            msg = ev.message
+            key = msg.key
+            # Records not on their account's partition would split an account's state across
+            # workers: re-produce them keyed by account id (ADR 0002).
+            if key is not None and msg.partition != partition_of(key):
+                target = topics["billing"] if msg.topic == billing_name else topics["usage"]
+                if msg.topic == actions_name:
+                    target = topics["alert_actions"]
+                target.send_soon(key=key, value=msg.value)
+                rerouted += 1
+                continue
+            records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
+        await _ensure_changelog_metadata()
+        async with state_lock:
+            result = process_batch(
+                records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes, rules=ctx.rules,
+                actions_topic=actions_name,
+            )
+            _advance_watermarks(result.usage_by_partition)
+            await _publish(result.states, result.alerts, result.cohort_changed, result.dead_letters)
+            for account_id, agg in result.states.items():
+                _track_holding(account_id.encode(), agg)
+        # Take_events acks this batch when we return to it; Faust's commit flushes the Kafka client but its
+        # own send_soon buffer only while sends keep coming (it gives up after 0.1 s without progress). So
+        # the changelog writes and re-routed records are handed to the client before the batch is acked.
+        await _drain_send_buffer()
+        now = time.time()
+        metrics.record_events(result.tally)
+        metrics.record_dead_letters(result.dead_letter_reasons)
+        if rerouted:
+            metrics.events.labels("canonical", "unknown", "rerouted").inc(rerouted)
+        if result.newest_event_s:
+            metrics.event_time_lag.labels("canonical", "all").set(max(0.0, now - result.newest_event_s))
+        metrics.batch_events.labels("track_engagement").inc(len(events))
+        metrics.batch_duration.labels("track_engagement").observe(time.perf_counter() - started)
 
     async def _drain_send_buffer() -> None:
         buffer = app.producer.buffer
@@ -170,6 +202,7 @@ def register(ctx: Context) -> None:
            has a new alert transition or cohort change (or was never published). A killed worker's pending
            records are re-published by the new owner after the rebalance (mark_ready).
         The caller holds `state_lock`, so a tick and a batch never interleave on the table."""
+        await _ensure_changelog_metadata()
         deliveries = []
         alerted = set()
         for record in alerts:
@@ -305,42 +338,53 @@ def register(ctx: Context) -> None:
         """Adapt Stripe / Segment payloads to canonical events, keyed by account, on the canonical topics."""
         stripe_name = settings.topic(settings.stripe_topic)
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
-            tally: Counter[tuple[str, str, str]] = Counter()
-            reasons: Counter[str] = Counter()
-            for ev in events:
-                msg = ev.message
-                kind: TopicKind = "stripe" if msg.topic == stripe_name else "segment"
-                out = decode_for_topic(
-                    msg.value, kind, topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                    config=ingest_config,
-                )
-                if isinstance(out, Skipped):
-                    tally[(msg.topic, str(out.reason), "skipped")] += 1
-                    continue
-                for decoded in out:
-                    canonical, dl = decoded.event, decoded.dead_letter
-                    if canonical is not None:
-                        target = topics["billing"] if canonical.type in BILLING_TYPES else topics["usage"]
-                        await target.send(
-                            key=canonical.account_id.encode(), value=canonical.model_dump_json().encode()
-                        )
-                        tally[(msg.topic, canonical.type, "converted")] += 1
-                    elif dl is not None:
-                        await topics["dead_letters"].send(key=msg.key, value=dl.model_dump_json().encode())
-                        reasons[str(dl.reason)] += 1
-                        tally[(msg.topic, "unknown", "dead_lettered")] += 1
-            metrics.record_events(tally)
-            metrics.record_dead_letters(reasons)
+            try:
+                await _normalize(events, stripe_name)
+            except Exception as exc:
+                _fail_stop("normalize_raw_events", exc)
+
+    async def _normalize(events: list[Any], stripe_name: str) -> None:
+        """Stripe / Segment records -> canonical events on the billing and usage topics, or dead letters."""
+        tally: Counter[tuple[str, str, str]] = Counter()
+        reasons: Counter[str] = Counter()
+        for ev in events:
+            msg = ev.message
+            kind: TopicKind = "stripe" if msg.topic == stripe_name else "segment"
+            out = decode_for_topic(
+                msg.value, kind, topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                config=ingest_config,
+            )
+            if isinstance(out, Skipped):
+                tally[(msg.topic, str(out.reason), "skipped")] += 1
+                continue
+            for decoded in out:
+                canonical, dl = decoded.event, decoded.dead_letter
+                if canonical is not None:
+                    target = topics["billing"] if canonical.type in BILLING_TYPES else topics["usage"]
+                    await target.send(
+                        key=canonical.account_id.encode(), value=canonical.model_dump_json().encode()
+                    )
+                    tally[(msg.topic, canonical.type, "converted")] += 1
+                elif dl is not None:
+                    await topics["dead_letters"].send(key=msg.key, value=dl.model_dump_json().encode())
+                    reasons[str(dl.reason)] += 1
+                    tally[(msg.topic, "unknown", "dead_lettered")] += 1
+        metrics.record_events(tally)
+        metrics.record_dead_letters(reasons)
 
     @app.agent(topics["cohort_inputs"], concurrency=1)
     async def collect_cohort_inputs(stream: Any) -> None:
         """Keep the newest cohort snapshot per account (latest wins, so redelivery is harmless)."""
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
-            latest = {ev.message.key: ev.message.value for ev in events}
-            for key, value in latest.items():
-                cohort_table[key] = value
-            ctx.cohort_dirty = True
-            await _drain_send_buffer()  # changelog writes handed to the client before this batch is acked
+            try:
+                await _ensure_changelog_metadata()
+                latest = {ev.message.key: ev.message.value for ev in events}
+                for key, value in latest.items():
+                    cohort_table[key] = value
+                ctx.cohort_dirty = True
+                await _drain_send_buffer()  # changelog writes handed to the client before this batch is acked
+            except Exception as exc:
+                _fail_stop("collect_cohort_inputs", exc)
 
     @app.timer(interval=settings.cohort_refresh_s)
     async def refresh_portfolio() -> None:
@@ -396,8 +440,7 @@ def register(ctx: Context) -> None:
         for tp in assigned:
             high = highwaters.get(tp)
             if high is None:
-                behind += 1
-                continue
+                continue  # no answer for it (Faust's own leader topic, for one): says nothing either way
             done = committed.get(tp)
             # Faust commits the offset of the next record to read (last acked + 1), like Kafka itself.
             lag = high - (done if done is not None else 0)
