@@ -330,6 +330,9 @@ def register(ctx: Context) -> None:
                     cohort_changed.add(agg.account_id)
             for p in todo:
                 ticked_day[p] = int(marks[p] // 86400)
+            log.debug("tick: %d partitions to day-end, %d accounts releasable, %d holding, exhausted %s, "
+                     "%d changed, %d cohort inputs", len(todo), len(releasable), len(holding), _input_exhausted(),
+                     len(changed), len(cohort_changed))
             if changed:
                 await _publish(changed, alerts, cohort_changed)
 
@@ -437,6 +440,7 @@ def register(ctx: Context) -> None:
         measured_at = time.monotonic()  # after the answer: during an outage the call blocks for a long time
         committed = consumer._committed_offset  # type: ignore[attr-defined]  # Faust: last commit per partition
         behind = 0
+        first_behind = ""
         for tp in assigned:
             high = highwaters.get(tp)
             if high is None:
@@ -445,11 +449,16 @@ def register(ctx: Context) -> None:
             # Faust commits the offset of the next record to read (last acked + 1), like Kafka itself.
             lag = high - (done if done is not None else 0)
             metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, lag))
-            behind += lag > 0
+            if lag > 0:
+                behind += 1
+                first_behind = first_behind or f"{tp.topic}[{tp.partition}] high {high} committed {done}"
             if lag <= 0 and tp.topic == usage_name:
                 usage_read_at[tp.partition] = measured_at
         if assigned and not behind:
             caught_up_at[0] = measured_at
+        log.debug("input lag: %d of %d partitions behind%s; exhausted %s; portfolio months %s", behind,
+                 len(assigned), f" (first: {first_behind})" if first_behind else "", _input_exhausted(),
+                 [m.month for m in ctx.portfolio.months if m.segment is None] if ctx.portfolio else None)
 
     @app.task
     async def start_sink() -> None:

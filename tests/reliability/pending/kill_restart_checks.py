@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from streams import stack
+from tests.reliability.pending.kill_restart_helpers_and_sigkill import assert_equal_to_replay, audit_outputs
 from tests.reliability.streams_under_test import WORKER_ENV, Expected, Producer, make_stream
-from tests.reliability.test_kill_restart import assert_equal_to_replay, audit_outputs
 from tests.support.stack_fixtures import RunEnv, start_worker, wait_for_http
 
 pytestmark = pytest.mark.reliability
