@@ -64,18 +64,16 @@ def register(ctx: Context) -> None:
     # _publish awaits deliveries, and a tick must not read a state a batch is about to overwrite.
     state_lock = asyncio.Lock()
 
-    changelogs_known: list[bool] = [False]
-
     async def _ensure_changelog_metadata() -> None:
-        """The Kafka client must know the changelog topics' partitions before the first table write: Faust
-        computes the partition eagerly inside `table[key] = value` and crashed the agent with a TypeError on a
-        freshly started worker (found by the SIGKILL reliability check; the batch was then acked, unapplied)."""
-        if changelogs_known[0]:
-            return
+        """The Kafka client must know the changelog topics' partitions at the moment of a table write: Faust
+        computes the partition eagerly inside `table[key] = value` and crashed the agent with a TypeError when
+        it did not (a freshly started worker; found by the SIGKILL reliability check, and the batch was then
+        acked unapplied). Checked right before the (synchronous) writes, so no metadata refresh can intervene."""
         producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
         for t in (table, cohort_table):
-            await producer.partitions_for(t.changelog_topic.get_topic_name())
-        changelogs_known[0] = True
+            name = t.changelog_topic.get_topic_name()
+            if producer._metadata.partitions_for_topic(name) is None:
+                await producer.partitions_for(name)
 
     def _fail_stop(agent: str, exc: BaseException) -> None:
         """A batch that could not be persisted must not be acknowledged: Faust's take_events acks every event
@@ -118,7 +116,6 @@ def register(ctx: Context) -> None:
                 rerouted += 1
                 continue
             records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
-        await _ensure_changelog_metadata()
         async with state_lock:
             result = process_batch(
                 records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes, rules=ctx.rules,
@@ -202,7 +199,6 @@ def register(ctx: Context) -> None:
            has a new alert transition or cohort change (or was never published). A killed worker's pending
            records are re-published by the new owner after the rebalance (mark_ready).
         The caller holds `state_lock`, so a tick and a batch never interleave on the table."""
-        await _ensure_changelog_metadata()
         deliveries = []
         alerted = set()
         for record in alerts:
@@ -223,6 +219,7 @@ def register(ctx: Context) -> None:
             metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
             if record.transition == "opened" and record.triggered_by_event_at is not None:
                 metrics.event_to_alert.observe(max(0.0, time.time() - record.triggered_by_event_at.timestamp()))
+        await _ensure_changelog_metadata()
         for account_id, agg in states.items():
             value = encode_aggregate(agg)
             table[account_id.encode()] = value
