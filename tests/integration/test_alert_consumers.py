@@ -71,9 +71,13 @@ def test_a_snooze_holds_back_escalation_until_it_ends_and_the_forwarder_delivers
     events: list[dict] = []
     _healthy_account(events, "snooze-1")
     _ev(events, "snooze-1", 50.3, "payment.failed", amount=19900, attempt=1)
+    # Usage right after each failure: billing is applied once the account's usage has passed it (ADR 0006);
+    # without it the failure waits until the worker finds its input exhausted (wall-clock dependent).
+    _ev(events, "snooze-1", 50.35, "session.started", user_id="snooze-1-u1")
     _ev(events, "snooze-1", 52.3, "payment.failed", amount=19900, attempt=3)  # held back: snoozed until day 60
     # day 59: the healthy account's monthly invoice.paid recovers the payment (a resolution is always published)
     _ev(events, "snooze-1", 61.3, "payment.failed", amount=19900, attempt=1)  # after the snooze: alerts again
+    _ev(events, "snooze-1", 61.35, "session.started", user_id="snooze-1-u1")
     events.sort(key=lambda e: (e["occurred_at"], e["event_id"]))
     cut = (T0 + timedelta(days=50.4)).isoformat().replace("+00:00", "Z")
     first = [e for e in events if e["occurred_at"] < cut]

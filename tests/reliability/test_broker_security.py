@@ -128,7 +128,10 @@ def test_a_worker_with_scram_credentials_and_redis_auth_processes_events_and_nev
         r = redis.Redis.from_url(settings.redis_url.get_secret_value())
         records: dict[str, dict[str, object]] = {}
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(records) < len(ACCOUNTS):
+        # Until each account's record shows its subscription: billing waits for the usage stream to pass it
+        # (ADR 0006) and health records are coalesced, so an earlier record may come first.
+        while time.monotonic() < deadline and not (
+                len(records) == len(ACCOUNTS) and all(rec.get("mrr") == 19900 for rec in records.values())):
             for a in ACCOUNTS:
                 raw = r.get(f"{settings.redis_key_prefix}account:{a}")
                 if raw is not None:
