@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -88,6 +89,35 @@ def ensure_topics(settings: Settings) -> dict[str, str]:
                     admin.create_topics(wanted, timeout_ms=30_000)
                 except TopicAlreadyExistsError:
                     pass  # a concurrent setup won the race: same outcome
+                # CreateTopics answers before every broker's metadata lists the topics: return only once
+                # they are visible, so a worker started right after does not join its group without them.
+                missing = _await_visible(admin, [t.name for t in wanted], timeout_s=30.0)
+                if missing:
+                    raise RuntimeError(f"topics created but not visible after 30 s: {', '.join(missing)}")
             return result
         finally:
             admin.close()
+
+
+def missing_topics(settings: Settings, *, timeout_s: float = 30.0) -> list[str]:
+    """The app's topics still absent from the broker's metadata after waiting up to timeout_s (empty: all there).
+
+    A Faust worker that joins its group while its source topics are missing from metadata is assigned nothing
+    and sits idle until the next metadata refresh (5 min): seen on a freshly started broker, right after
+    `churnwatch topics`. The worker checks this before it starts."""
+    names = [topic_names(settings)[spec.setting] for spec in TOPICS]
+    with kafka_errors(settings, "topic check"):
+        admin = KafkaAdminClient(client_id=f"{settings.app_id}-admin", **kafka_client_config(settings))
+        try:
+            return _await_visible(admin, names, timeout_s=timeout_s)
+        finally:
+            admin.close()
+
+
+def _await_visible(admin: KafkaAdminClient, names: list[str], *, timeout_s: float) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = sorted(set(names) - set(admin.list_topics()))
+        if not missing or time.monotonic() >= deadline:
+            return missing
+        time.sleep(0.2)

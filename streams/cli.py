@@ -36,12 +36,20 @@ def _settings(**overrides: object):  # type: ignore[no-untyped-def]
 def cmd_worker(args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
+    from streams.admin import missing_topics
     from streams.bootstrap import create_app
 
     overrides = {}
     if args.web_port:
         overrides["web_port"] = args.web_port
     settings = _settings(**overrides)
+    try:
+        missing = missing_topics(settings)
+    except RuntimeError:
+        missing = []  # the broker is unreachable or refuses the login: Faust reports that itself, as before
+    if missing:
+        raise CliError(f"topics missing on {settings.kafka_bootstrap}: {', '.join(missing)} "
+                       "(create them with `churnwatch topics`)")
     app = create_app(settings)
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
