@@ -411,10 +411,7 @@ def register(ctx: Context) -> None:
             return
         # Only final months (the event-time front past their end plus the lateness allowance): interim figures
         # would give one record id two bodies across recomputations and restarts.
-        fronts = [m + settings.watermark_delay_s for m in watermarks.values()]
-        front = max(fronts) if fronts else 0.0
-        if _input_exhausted():
-            front = max(front, time.time())
+        front = _effective_front(max(watermarks.values(), default=-settings.watermark_delay_s))
         records = portfolio_alert_records(portfolio, ctx.rules.thresholds, final_until_s=front,
                                           lateness_days=ctx.domain.allowed_lateness_days)
         for record in records:

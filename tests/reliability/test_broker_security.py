@@ -21,7 +21,7 @@ import redis
 from streams import stack
 from tests.reliability.streams_under_test import WORKER_ENV
 from tests.support.kafka_io import read_topic
-from tests.support.stack_fixtures import RunEnv, start_worker
+from tests.support.stack_fixtures import RunEnv, WorkerProc, start_worker
 
 pytestmark = pytest.mark.reliability
 
@@ -175,13 +175,7 @@ def test_a_wrong_scram_password_is_refused_with_a_clear_error(secure_stack: Secu
     # kafka-python (the CLI's client) retries a refused login until its 30 s bootstrap timeout: run it alongside.
     topics = subprocess.Popen([sys.executable, "-m", "streams.cli", "topics"], env={**os.environ, **bad.env},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    w = start_worker(bad, "wrong", wait_ready=False)
-    try:
-        w.proc.wait(60)
-    except subprocess.TimeoutExpired:
-        pass  # asserted below
-    finally:
-        w.stop()
+    w = worker_that_should_exit(bad, "wrong")
     worker_s = time.monotonic() - started
     out, err = topics.communicate(timeout=90)
     cli_s = time.monotonic() - started
@@ -205,6 +199,19 @@ def test_a_wrong_scram_password_is_refused_with_a_clear_error(secure_stack: Secu
           f"`churnwatch topics` after {cli_s:.1f} s with: {err.strip()[:160]}")
 
 
+def worker_that_should_exit(run: RunEnv, name: str, timeout_s: float = 90) -> WorkerProc:
+    """Start a worker expected to fail on its own; give it timeout_s to exit, then stop it (asserted by callers).
+    The worker first checks its topics (up to 30 s when it cannot log in), then Faust reports the failure."""
+    w = start_worker(run, name, wait_ready=False)
+    try:
+        w.proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        w.stop()
+    return w
+
+
 @PLAIN
 def test_redis_refuses_clients_without_the_password(secure_stack: SecureStack) -> None:
     port = secure_stack.cfg.redis_port
@@ -225,13 +232,7 @@ def test_a_worker_that_does_not_trust_the_brokers_certificate_does_not_connect(s
     run = secure_run(secure_stack, tmp_path)
     assert cli(run, "topics").returncode == 0
     del run.env["CHURNWATCH_KAFKA_SSL_CAFILE"]  # the system trust store does not know the self-signed certificate
-    w = start_worker(run, "untrusting", wait_ready=False)
-    try:
-        w.proc.wait(60)
-    except subprocess.TimeoutExpired:
-        pass  # asserted below
-    finally:
-        w.stop()
+    w = worker_that_should_exit(run, "untrusting")
     log = w.log()
     assert w.proc.returncode not in (0, None), "the worker ran against a broker certificate it cannot verify"
     assert "CERTIFICATE_VERIFY_FAILED" in log, log[-3000:]
