@@ -344,10 +344,14 @@ def _apply_now(
     changed = False
     if billing:
         try:
-            agg.ledger, months = apply_billing_event(
+            before = agg.ledger
+            agg.ledger, _months = apply_billing_event(
                 agg.ledger, event, lateness=timedelta(days=config.allowed_lateness_days)
             )
-            changed = bool(months)
+            # Any new ledger, not only changed month facts: a payment that moves only the ledger's watermark
+            # still moves the company's horizon (its month appears in the portfolio), and the cohort aggregator
+            # must see it as replay does. apply_billing_event returns the same object when nothing changed.
+            changed = agg.ledger is not before
         except LateEventError:
             # The engagement state's lateness rule is at least as strict, so this does not happen in
             # practice; if it does, the ledger keeps its folded history and the event still counts once.

@@ -9,6 +9,7 @@ from schemas.events import BILLING_TYPES
 from streams.domain.aggregate import (
     Rules,
     apply,
+    cohort_snapshot,
     decode_aggregate,
     due,
     encode_aggregate,
@@ -149,3 +150,18 @@ def run_aggregate(events: list) -> tuple[list[tuple[str, str, str]], object]:
     end = datetime(2026, 3, 1, tzinfo=UTC)
     out += tick(agg, end, RULES, end).alerts
     return sorted((r.record_id, r.trigger, r.transition) for r in out), agg
+
+
+def test_a_payment_that_only_moves_the_ledgers_clock_still_sends_new_cohort_inputs() -> None:
+    # A first invoice with no subscription event changes no month's MRR facts, but it moves the ledger's
+    # watermark, which decides the company's months: replay sees it, so the cohort aggregator must too
+    # (found by the failover reliability check: live lacked the month 2026-03).
+    agg = new_aggregate(ACCOUNT)
+    apply(agg, session("2026-03-02T09:00:00Z"), CONFIG, rules=RULES)
+    paid = event("invoice.paid", "2026-03-01T12:28:23Z", amount=31500, currency="USD", invoice_id="in_1",
+                 subscription_id="sub_1")
+    before = cohort_snapshot(agg, "plan")
+    applied = apply(agg, paid, CONFIG, rules=RULES)
+    assert applied.outcome == "processed" and not agg.held
+    assert applied.ledger_changed
+    assert cohort_snapshot(agg, "plan") != before
