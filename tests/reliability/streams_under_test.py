@@ -18,6 +18,8 @@ from streams.replay import ReplayResult, replay_lines
 from streams.settings import Settings
 from streams.tools.produce import produce_lines
 from streams.tools.simulate import generate
+from tests.reliability import verifier
+from tests.support.stack_fixtures import RunEnv
 
 # Worker settings for these tests: quick cohort refresh, and a short group session so a SIGKILLed member is
 # evicted in seconds instead of Faust's 60 s default (a restarted worker waits for that eviction).
@@ -151,3 +153,134 @@ class Producer:
         assert not self.thread.is_alive(), "producer did not finish"
         assert self.error is None, f"producer failed: {self.error!r}"
         assert self.sent == len(self.lines)
+
+
+def wait_group_committed(settings: Settings, timeout_s: float = 60) -> float:
+    """Wait until the worker group has committed an offset for every input partition holding records; returns
+    the seconds waited. Faust loses track of records fetched for a partition that has NO committed offset when
+    that partition changes owner (ADR 0007), a window of one commit interval (2.8 s) after a partition's first
+    records: the kill tests start killing after it, and ADR 0007 says what covers the window in production."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    started = time.monotonic()
+    names = [settings.topic(settings.billing_topic), settings.topic(settings.usage_topic)]
+    # Reads the group's committed offsets without joining it (no subscribe, no auto commit).
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
+                             enable_auto_commit=False)
+    try:
+        tps = [TopicPartition(n, p) for n in names for p in sorted(consumer.partitions_for_topic(n) or ())]
+        while True:
+            with_data = {tp for tp, end in consumer.end_offsets(tps).items() if end > 0}
+            missing = [tp for tp in with_data if not consumer.committed(tp)]
+            if not missing:
+                return time.monotonic() - started
+            assert time.monotonic() - started < timeout_s, f"no committed offset after {timeout_s}s for {missing}"
+            time.sleep(0.5)
+    finally:
+        consumer.close()
+
+
+# --- live vs replay checks of the kill / restart / failover scenarios -------------------------------------
+
+
+def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any]) -> dict[str, Any]:
+    """Health topic: newest value per account equals the replay; count raw duplicates. Alerts, if any."""
+    s = run_env.settings()
+    # Health records are coalesced per account (published at most every CHURNWATCH_PUBLISH_INTERVAL_S, 5 s):
+    # give the topic that long several times over to catch up with the table before calling a record stale.
+    deadline = time.monotonic() + 30
+    while True:
+        health = verifier.health_topic_report(
+            verifier.read_all(s.kafka_bootstrap, s.topic(s.health_topic)))
+        stale = [a for a, body in expected.accounts.items() if health.latest.get(a) != body]
+        if not stale or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    # Alerts the uninterrupted in-process run raised (by alert id) must all appear on the topic. Portfolio alerts
+    # of the last months appear once the worker finds its input exhausted (a few idle seconds, ADR 0006).
+    expected_ids = {a.alert_id for a in getattr(expected.replay, "alerts", [])}
+    deadline = time.monotonic() + 60
+    while True:
+        alerts = verifier.alerts_report(verifier.read_all(s.kafka_bootstrap, s.topic(s.alerts_topic)))
+        lost = sorted(expected_ids - alerts.alert_ids)
+        if not lost or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    summary["alerts_expected"] += len(expected_ids)
+    summary["alerts_lost"] += len(lost)
+    summary["health_records_raw"] += health.records
+    summary["health_duplicates_raw"] += health.duplicates_raw
+    summary["alerts_seen"] += len(alerts.alert_ids)
+    summary["alert_duplicates_raw"] += alerts.duplicates_raw
+    summary["alert_duplicates_after_dedupe"] += alerts.duplicates_after_dedupe
+    report = {"health_records": health.records, "health_distinct": health.distinct,
+              "health_duplicates_raw": health.duplicates_raw, "alerts": alerts.as_dict(),
+              "alerts_expected": len(expected_ids), "alerts_lost": len(lost),
+              "alerts_unexpected": len(alerts.alert_ids - expected_ids)}
+    print(f"[outputs] {report}")
+    detail = {a: {k: (health.latest.get(a, {}).get(k), v) for k, v in expected.accounts[a].items()
+                  if health.latest.get(a, {}).get(k) != v} for a in stale[:3]}
+    assert not stale, f"account-health topic: newest record differs from replay for {len(stale)} accounts " \
+        f"{stale[:5]}; (topic, replay) per field: {str(detail)[:1500]}"
+    assert alerts.duplicates_after_dedupe == 0, \
+        f"one record_id with different bodies: {report}; first: {[b[:1500] for b in alerts.conflicts[0]]}"
+    assert not lost, f"alerts of the uninterrupted replay missing from the topic: {lost[:10]} ({report})"
+    return report
+
+
+def input_audit(settings: Any, lines: list[bytes], accounts: list[str]) -> str:
+    """What the input topics hold for these accounts against what was produced: tells a producer's duplicate,
+    loss or reordering apart from the worker's."""
+    import orjson
+
+    got: dict[str, list[bytes]] = {}
+    for topic in (settings.billing_topic, settings.usage_topic):
+        for rec in verifier.read_all(settings.kafka_bootstrap, settings.topic(topic)):
+            got.setdefault(rec.key.decode(), []).append(rec.value)
+    sent: dict[str, list[bytes]] = {}
+    for line in lines:
+        sent.setdefault(orjson.loads(line)["account_id"], []).append(line)
+    out = []
+    for a in accounts:
+        g, w = got.get(a, []), sent.get(a, [])
+        same_multiset = sorted(g) == sorted(w)
+        out.append(f"{a}: topic {len(g)} records, produced {len(w)}, same multiset {same_multiset}")
+    return "; ".join(out)
+
+
+def stacks_of(pid: int | None) -> str:
+    """The worker's Python stacks (py-spy dump), to tell a stuck worker from a slow one in a failure message."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if pid is None or not Path(spy).exists():
+        return ""
+    out = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=30)
+    return out.stdout[-4000:]
+
+
+def assert_equal_to_replay(base_url: str, expected: Expected, timeout_s: float, log: str,
+                           settings: Any = None, lines: list[bytes] | None = None, pid: int | None = None) -> float:
+    diff, company_ok, seconds = wait_equal(base_url, expected, timeout_s)
+    audit = input_audit(settings, lines, sorted(diff)[:5]) if diff and settings is not None and lines else ""
+    if diff:
+        print(f"[stacks of the worker]\n{stacks_of(pid)}")
+    assert not diff, (f"{len(diff)} of {len(expected.accounts)} accounts differ from replay after "
+                      f"{timeout_s:.0f}s: {explain(base_url, expected, diff)}\ninput audit: {audit}\n"
+                      f"worker log tail:\n{log[-2000:]}")
+    if not company_ok:
+        live = fetch(f"{base_url}/portfolio/company") or []
+        rows = [(e.get("month"), e.get("segment"), {k: (row.get(k), v) for k, v in e.items() if row.get(k) != v})
+                for row, e in zip(live, expected.company, strict=False) if row != e]
+        import urllib.request
+
+        with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
+            lag = [ln for ln in resp.read().decode().splitlines() if ln.startswith("churnwatch_consumer_lag")]
+        raise AssertionError(f"/portfolio/company differs from the replay's portfolio.months_json(): "
+                             f"{len(live)} vs {len(expected.company)} rows; (live, replay): {str(rows[:2])[:1500]}; "
+                             f"live months {[r.get('month') for r in live]}, replay months "
+                             f"{[r.get('month') for r in expected.company]}; lag: {lag}")
+    return seconds
