@@ -39,7 +39,7 @@ reliability: install sysdeps ## kill / broker-restart / failover / hostile-input
 	  $(BIN)/pytest tests/reliability -m reliability -s $(if $(SOAK),--soak,)
 
 reliability-pending: install sysdeps ## the SIGKILL / broker-restart / failover checks, not yet reliable (tests/reliability/pending/README.md)
-	$(BIN)/pytest tests/reliability/pending/kill_restart_helpers_and_sigkill.py tests/reliability/pending/kill_restart_checks.py -s
+	$(BIN)/pytest tests/reliability/pending/sigkill_check.py tests/reliability/pending/kill_restart_checks.py -s
 
 unit: install ## unit tests only (no servers)
 	$(BIN)/pytest tests/unit
