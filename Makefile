@@ -38,7 +38,7 @@ reliability: install sysdeps ## kill / broker-restart / failover / hostile-input
 	CHURNWATCH_RELIABILITY_OUT=$(CURDIR)/docs/reliability/latest.json \
 	  $(BIN)/pytest tests/reliability -m reliability -s $(if $(SOAK),--soak,)
 
-reliability-pending: install sysdeps ## the SIGKILL / broker-restart / failover checks, not yet reliable (tests/reliability/pending/README.md)
+reliability-pending: install sysdeps ## the SIGKILL and failover checks, not yet reliable (ADR 0007; tests/reliability/pending/README.md)
 	$(BIN)/pytest tests/reliability/pending/sigkill_check.py tests/reliability/pending/kill_restart_checks.py -s
 
 unit: install ## unit tests only (no servers)
