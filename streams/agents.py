@@ -23,6 +23,7 @@ from streams.domain.aggregate import (
 from streams.domain.portfolio import compute_portfolio, portfolio_alert_records
 from streams.ingest.decode import IngestConfig, TopicKind, decode_for_topic
 from streams.ingest.outcome import Skipped
+from streams.offset_order import InputOrder, Verdict
 from streams.partitioning import PartitionCache
 from streams.processing import InputRecord, process_batch
 
@@ -89,6 +90,85 @@ def register(ctx: Context) -> None:
         raw = table.get(account_id.encode())
         return decode_aggregate(raw) if raw is not None else None
 
+    # ADR 0007: Faust can hand a partition's records to the agent out of offset order around a rebalance
+    # (records fetched while the flow is suspended are dropped, stale fetches arrive after a seek), and the
+    # per-account dedupe would then take the skipped records for duplicates. So records are applied strictly
+    # in offset order per partition; one from ahead of a gap is dropped unacknowledged and the partition is
+    # sought back to the gap, which is read again.
+    input_order: InputOrder[Any] = InputOrder()
+    probe = ctx.offset_probe
+
+    async def _start_partitions(tps: set[Any]) -> None:
+        """Partitions new to this assignment start at the group's committed offset (the log start without
+        one): that is where Faust's own seek puts the consumer, and everything before it is applied."""
+        new = [tp for tp in tps if not input_order.knows(tp)]
+        if not new:
+            return
+        try:
+            starts = await probe.start_offsets(new)
+        except Exception as exc:  # broker unreachable: the records are dropped, and sought back (_apply_batch)
+            log.warning("input order: committed offsets unavailable (%s: %s); the batch is read again",
+                        type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            return
+        for tp in new:
+            if tp in starts:
+                input_order.start(tp, starts[tp])
+                log.debug("input order: %s[%d] starts at %d", tp.topic, tp.partition, starts[tp])
+
+    async def _on_gap(tp: Any, offset: int) -> Verdict:
+        """A record past the partition's next offset: either the offsets between hold no records (transaction
+        markers, retention) and it is the next one after all, or records were skipped and are read again."""
+        expected = input_order.expected(tp)
+        if tp not in app.consumer.assignment():
+            input_order.rewound(tp, time.monotonic())  # not ours any more: the new owner reads it
+            return Verdict.WAIT
+        try:
+            first = await probe.first_present(tp, expected)
+        except Exception as exc:
+            log.warning("input order: could not check %s[%d] at %d (%s); rewinding", tp.topic, tp.partition,
+                        expected, type(exc).__name__)
+            first = None
+        if first is not None and first > expected:
+            log.warning("input order: %s[%d] offsets %d..%d hold no records (transaction markers or retention)",
+                        tp.topic, tp.partition, expected, first - 1)
+            metrics.input_gaps.labels(tp.topic).inc()
+            input_order.skip_absent(tp, first)
+            v = input_order.judge(tp, offset, time.monotonic())
+            if v is not Verdict.AHEAD:
+                return v
+            expected = first
+        await _rewind(tp, expected)
+        log.info("input order: %s[%d] delivered %d before %d; read again from %d", tp.topic, tp.partition,
+                 offset, expected, expected)
+        return Verdict.WAIT
+
+    async def _rewind(tp: Any, offset: int) -> None:
+        consumer = app.consumer
+        try:
+            await consumer.seek(tp, offset)
+        except Exception as exc:  # revoked meanwhile: the next owner starts from the committed offset
+            log.warning("input order: seek %s[%d] to %d failed (%s)", tp.topic, tp.partition, offset, exc)
+        input_order.rewound(tp, time.monotonic())
+        metrics.input_rewinds.labels(tp.topic).inc()
+
+    input_topics = {billing_name, usage_name, actions_name}
+
+    def _forget_faust_gaps() -> None:
+        """Faust records an offset jump it delivers as a "gap" (meant for compacted topics) and, once a later
+        offset is acknowledged, commits the gap as if processed and adds its offsets to its ack list (the
+        re-read then acknowledges them again: the duplicates that made commits crawl). For our input topics
+        the order guard accounts for every offset, so Faust's gaps are dropped before each batch: a gap
+        exists only once the record that opened it was delivered, so it is gone before anything past it is
+        acknowledged."""
+        gaps = app.consumer._gap  # type: ignore[attr-defined]
+        for tp in [tp for tp in gaps if tp.topic in input_topics]:
+            del gaps[tp]
+
+    def _drop(msg: Any) -> None:
+        """Take a record out of Faust's acknowledgement: never committed, so it is read again."""
+        msg.acked = True  # Faust's ack() then skips it (no offset recorded)
+        app.consumer._unacked_messages.discard(msg)  # type: ignore[attr-defined]  # nor waited for at rebalance
+
     @app.agent(topics["canonical"], concurrency=1)  # concurrency=1: agents that write tables (faust #606)
     async def track_engagement(stream: Any) -> None:
         """Apply canonical billing/usage events to per-account state; one table write per account per batch."""
@@ -103,19 +183,44 @@ def register(ctx: Context) -> None:
         started = time.perf_counter()
         records = []
         rerouted = 0
+        _forget_faust_gaps()
+        await _start_partitions({ev.message.tp for ev in events})
+        now = time.monotonic()
+        unstarted: dict[Any, int] = {}  # partition -> its first record dropped for want of a start offset
         for ev in events:
             msg = ev.message
+            tp = msg.tp
+            v = input_order.judge(tp, msg.offset, now)
+            if v is Verdict.AHEAD:
+                v = await _on_gap(tp, msg.offset)
+            if v is Verdict.WAIT:
+                _drop(msg)
+                if not input_order.knows(tp):
+                    unstarted.setdefault(tp, msg.offset)
+                continue
             key = msg.key
             # Records not on their account's partition would split an account's state across
-            # workers: re-produce them keyed by account id (ADR 0002).
+            # workers: re-produce them keyed by account id (ADR 0002). A SEEN one was re-produced before.
             if key is not None and msg.partition != partition_of(key):
-                target = topics["billing"] if msg.topic == billing_name else topics["usage"]
-                if msg.topic == actions_name:
-                    target = topics["alert_actions"]
-                target.send_soon(key=key, value=msg.value)
-                rerouted += 1
+                if v is Verdict.APPLY:
+                    target = topics["billing"] if msg.topic == billing_name else topics["usage"]
+                    if msg.topic == actions_name:
+                        target = topics["alert_actions"]
+                    target.send_soon(key=key, value=msg.value)
+                    rerouted += 1
                 continue
             records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
+        for tp, offset in unstarted.items():  # nothing later may come to reveal the gap: read them again now
+            if tp in app.consumer.assignment():
+                log.info("input order: %s[%d] has no start offset yet; read again from %d", tp.topic,
+                         tp.partition, offset)
+                await _rewind(tp, offset)
+        if log.isEnabledFor(logging.DEBUG):
+            seen: dict[Any, list[int]] = {}
+            for ev in events:
+                seen.setdefault(ev.message.tp, []).append(ev.message.offset)
+            log.debug("input order: batch %s; %d applied or seen", {f"{tp.topic[-14:]}[{tp.partition}]": (
+                o[0], o[-1], len(o)) for tp, o in seen.items()}, len(records))
         async with state_lock:
             result = process_batch(
                 records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes, rules=ctx.rules,
@@ -423,6 +528,10 @@ def register(ctx: Context) -> None:
 
     @app.timer(interval=10.0)
     async def report_table_sizes_and_lag() -> None:
+        for tp, offset in input_order.overdue(time.monotonic(), after_s=10.0):
+            if tp in app.consumer.assignment():
+                log.info("input order: %s[%d] still waiting for %d; seeking again", tp.topic, tp.partition, offset)
+                await _rewind(tp, offset)
         metrics.table_keys.labels("account_to_state").set(len(table))
         metrics.table_keys.labels("account_to_cohort_inputs").set(len(cohort_table))
         consumer = app.consumer
@@ -466,6 +575,8 @@ def register(ctx: Context) -> None:
         # Health records coalesced in memory by a worker that died are gone: re-publish what we now own.
         # (At-least-once for the read model; every record is a whole value, so repeats are harmless.)
         republish[:] = list(table.keys())
+        # Every partition starts again from the group's committed offset (ADR 0007).
+        input_order.reset()
         # Accounts that arrived with this rebalance may hold billing this worker has never seen: the next tick
         # scans every owned account once (rebuilding `holding`), as after a restart.
         ticked_day.clear()
@@ -473,6 +584,7 @@ def register(ctx: Context) -> None:
     async def _stop_sink(*args: Any, **kwargs: Any) -> None:
         if sink is not None:
             await asyncio.shield(sink.stop())
+        probe.close()
 
     app.on_before_shutdown.connect(_stop_sink)
 

@@ -12,7 +12,9 @@ from prometheus_client import CollectorRegistry
 
 from streams.adapters import rocksdb_store
 from streams.adapters.metrics import Metrics
+from streams.adapters.offset_probe import OffsetProbe
 from streams.adapters.redis_sink import RedisSink
+from streams.admin import kafka_client_config
 from streams.domain.aggregate import Rules
 from streams.domain.config import DomainConfig
 from streams.domain.portfolio import Portfolio
@@ -32,6 +34,7 @@ class Context:
     domain: DomainConfig
     rules: Rules
     sink: RedisSink | None
+    offset_probe: OffsetProbe
     topics: dict[str, Any]
     account_to_state: Any  # faust Table[bytes, bytes]: account id -> encoded AccountAggregate
     account_to_cohort_inputs: Any  # faust Table[bytes, bytes]: account id -> cohort snapshot (1 partition)
@@ -140,7 +143,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     domain = DomainConfig()
     ctx = Context(
         settings=settings, app=app, metrics=metrics, domain=domain, rules=Rules.load(settings.thresholds_file, domain),
-        sink=sink,
+        sink=sink, offset_probe=OffsetProbe(settings.app_id, kafka_client_config(settings)),
         topics=topics, account_to_state=account_to_state, account_to_cohort_inputs=account_to_cohort_inputs,
     )
     agents.register(ctx)

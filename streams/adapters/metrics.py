@@ -56,6 +56,16 @@ class Metrics:
         self.table_keys = Gauge(
             "churnwatch_table_keys", "Keys held by this worker's table partitions.", ["table"], registry=r
         )
+        self.input_rewinds = Counter(
+            "churnwatch_input_rewinds",
+            "Input partitions sought back because a record arrived ahead of its predecessors (ADR 0007).",
+            ["topic"], registry=r,
+        )
+        self.input_gaps = Counter(
+            "churnwatch_input_gaps",
+            "Input offsets found to hold no record (transaction markers, retention) and stepped over (ADR 0007).",
+            ["topic"], registry=r,
+        )
         self.state_bytes = Histogram(
             "churnwatch_account_state_bytes", "Serialised size of an account's state when written, bytes.",
             buckets=(128, 256, 512, 768, 1024, 1536, 2048, 4096, 8192), registry=r,
