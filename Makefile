@@ -38,9 +38,6 @@ reliability: install sysdeps ## kill / broker-restart / failover / hostile-input
 	CHURNWATCH_RELIABILITY_OUT=$(CURDIR)/docs/reliability/latest.json \
 	  $(BIN)/pytest tests/reliability -m reliability -s $(if $(SOAK),--soak,)
 
-reliability-pending: install sysdeps ## the SIGKILL and failover checks, not yet reliable (ADR 0007; tests/reliability/pending/README.md)
-	$(BIN)/pytest tests/reliability/pending/sigkill_check.py tests/reliability/pending/kill_restart_checks.py -s
-
 unit: install ## unit tests only (no servers)
 	$(BIN)/pytest tests/unit
 
@@ -67,11 +64,11 @@ topics: install ## create the topics on CHURNWATCH_KAFKA_BOOTSTRAP
 worker: install ## run one worker against CHURNWATCH_* settings
 	$(BIN)/churnwatch worker
 
-bench: install ## benchmark on the local stack (ports 39092/36379): writes docs/benchmarks/latest.{json,md}
+bench: install ## benchmark on the local stack (ports 27092/27379, below the ephemeral range): writes docs/benchmarks/latest.{json,md}
 	$(BIN)/churnwatch bench $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and local worker data (not the Kafka jar cache)
 	rm -rf $(VENV) .churnwatch-data
 
 
-.PHONY: help install sysdeps demo test reliability reliability-pending unit lint schemas up down status topics worker bench clean
+.PHONY: help install sysdeps demo test reliability unit lint schemas up down status topics worker bench clean

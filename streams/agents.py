@@ -7,6 +7,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -153,6 +154,9 @@ def register(ctx: Context) -> None:
 
     input_topics = {billing_name, usage_name, actions_name}
 
+    def _input_tps(tps: Any) -> list[str]:
+        return sorted(f"{tp.topic.rsplit('.', 1)[-1]}[{tp.partition}]" for tp in tps or () if tp.topic in input_topics)
+
     def _forget_faust_gaps() -> None:
         """Faust records an offset jump it delivers as a "gap" (meant for compacted topics) and, once a later
         offset is acknowledged, commits the gap as if processed and adds its offsets to its ack list (the
@@ -163,6 +167,29 @@ def register(ctx: Context) -> None:
         gaps = app.consumer._gap  # type: ignore[attr-defined]
         for tp in [tp for tp in gaps if tp.topic in input_topics]:
             del gaps[tp]
+
+    stalled_at: dict[Any, int] = {}  # input partition -> its next offset at the previous lag measurement
+
+    async def _revive_stalled(highwaters: Mapping[Any, int]) -> None:
+        """A partition holding records past its next offset that made no progress between two lag measurements
+        (10 s) is read again from there. Covers what the order guard cannot see from records alone: records
+        Faust dropped at the tail of a partition (nothing arrives after them to reveal the gap), and a rewind
+        whose seek was undone."""
+        tps = {tp: high for tp, high in highwaters.items() if tp.topic in input_topics and high is not None}
+        await _start_partitions({tp for tp in tps if not input_order.knows(tp)})
+        for tp, high in tps.items():
+            if not input_order.knows(tp):
+                continue
+            expected = input_order.expected(tp)
+            if high <= expected:
+                stalled_at.pop(tp, None)
+            elif stalled_at.get(tp) == expected:
+                log.info("input order: %s[%d] holds records from %d to %d, none applied for 10 s; read again",
+                         tp.topic, tp.partition, expected, high - 1)
+                stalled_at.pop(tp)
+                await _rewind(tp, expected)
+            else:
+                stalled_at[tp] = expected
 
     def _drop(msg: Any) -> None:
         """Take a record out of Faust's acknowledgement: never committed, so it is read again."""
@@ -528,10 +555,6 @@ def register(ctx: Context) -> None:
 
     @app.timer(interval=10.0)
     async def report_table_sizes_and_lag() -> None:
-        for tp, offset in input_order.overdue(time.monotonic(), after_s=10.0):
-            if tp in app.consumer.assignment():
-                log.info("input order: %s[%d] still waiting for %d; seeking again", tp.topic, tp.partition, offset)
-                await _rewind(tp, offset)
         metrics.table_keys.labels("account_to_state").set(len(table))
         metrics.table_keys.labels("account_to_cohort_inputs").set(len(cohort_table))
         consumer = app.consumer
@@ -541,6 +564,7 @@ def register(ctx: Context) -> None:
         except Exception:
             return
         measured_at = time.monotonic()  # after the answer: during an outage the call blocks for a long time
+        await _revive_stalled(highwaters)
         committed = consumer._committed_offset  # type: ignore[attr-defined]  # Faust: last commit per partition
         behind = 0
         first_behind = ""
@@ -559,6 +583,13 @@ def register(ctx: Context) -> None:
                 usage_read_at[tp.partition] = measured_at
         if assigned and not behind:
             caught_up_at[0] = measured_at
+        elif log.isEnabledFor(logging.DEBUG):  # where the agent waits while input is left: diagnosing stalls
+            log.debug("input lag: fetching %s; paused %s; held back by buffer pressure %s; drainer at %s",
+                      _input_tps(getattr(consumer, "_active_partitions", None)),
+                      _input_tps(getattr(consumer, "_paused_partitions", None)),
+                      _input_tps(getattr(consumer, "_buffered_partitions", None)),
+                      [" -> ".join(c) for c in (_await_chain(t.get_coro()) for t in asyncio.all_tasks())
+                       if any("_drain_messages" in step for step in c)])
         log.debug("input lag: %d of %d partitions behind%s; exhausted %s; portfolio months %s", behind,
                  len(assigned), f" (first: {first_behind})" if first_behind else "", _input_exhausted(),
                  [m.month for m in ctx.portfolio.months if m.segment is None] if ctx.portfolio else None)
@@ -577,6 +608,7 @@ def register(ctx: Context) -> None:
         republish[:] = list(table.keys())
         # Every partition starts again from the group's committed offset (ADR 0007).
         input_order.reset()
+        stalled_at.clear()
         # Accounts that arrived with this rebalance may hold billing this worker has never seen: the next tick
         # scans every owned account once (rebuilding `holding`), as after a restart.
         ticked_day.clear()
@@ -587,6 +619,17 @@ def register(ctx: Context) -> None:
         probe.close()
 
     app.on_before_shutdown.connect(_stop_sink)
+
+
+def _await_chain(coro: Any) -> list[str]:
+    """function (file:line) of each coroutine / async generator a suspended task is awaiting, outermost first."""
+    steps = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            steps.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return steps
 
 
 def _owns(app: Any, topic: str, partition: int) -> bool:

@@ -8,8 +8,7 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 # After a rewind, records from ahead of the gap are dropped quietly for this long (monotonic seconds) while the
-# re-read arrives; a record still ahead after that asks for a new check and rewind (the first one may have
-# been undone, e.g. by Faust's own seek at a rebalance).
+# re-read arrives; a record still ahead after that asks for a new check and rewind.
 REWIND_PATIENCE_S = 2.0
 
 
@@ -75,12 +74,6 @@ class InputOrder(Generic[TP]):
         """The partition was sought back to its expected offset at `now`."""
         if tp in self.partitions:
             self.partitions[tp].rewound_at = now
-
-    def overdue(self, now: float, after_s: float) -> list[tuple[TP, int]]:
-        """Partitions rewound more than `after_s` ago whose re-read has not arrived (the seek may have been
-        undone), with the offset to seek to again."""
-        return [(tp, o.expected) for tp, o in self.partitions.items()
-                if o.rewound_at is not None and now - o.rewound_at > after_s]
 
     def skip_absent(self, tp: TP, first_present: int) -> None:
         """Offsets from expected up to `first_present` do not exist on the broker (transaction markers, a log

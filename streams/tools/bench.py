@@ -36,9 +36,9 @@ from streams.tools.processes import free_port
 
 # The bench's own stack ports (overridable with CHURNWATCH_STACK_*), so it never collides with `make demo`.
 DEFAULT_STACK_PORTS = {
-    "CHURNWATCH_STACK_KAFKA_PORT": "39092",
-    "CHURNWATCH_STACK_CONTROLLER_PORT": "39093",
-    "CHURNWATCH_STACK_REDIS_PORT": "36379",
+    "CHURNWATCH_STACK_KAFKA_PORT": "27092",
+    "CHURNWATCH_STACK_CONTROLLER_PORT": "27093",
+    "CHURNWATCH_STACK_REDIS_PORT": "27379",
 }
 REQUIRED_KEYS = (
     "ceiling_eps", "worker_eps", "worker_rocksdb_eps", "ratio_to_ceiling", "latency_p50_ms", "latency_p99_ms",

@@ -155,34 +155,6 @@ class Producer:
         assert self.sent == len(self.lines)
 
 
-def wait_group_committed(settings: Settings, timeout_s: float = 60) -> float:
-    """Wait until the worker group has committed an offset for every input partition holding records; returns
-    the seconds waited. Faust loses track of records fetched for a partition that has NO committed offset when
-    that partition changes owner (ADR 0007), a window of one commit interval (2.8 s) after a partition's first
-    records: the kill tests start killing after it, and ADR 0007 says what covers the window in production."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    started = time.monotonic()
-    names = [settings.topic(settings.billing_topic), settings.topic(settings.usage_topic)]
-    # Reads the group's committed offsets without joining it (no subscribe, no auto commit).
-    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.app_id,
-                             enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(n, p) for n in names for p in sorted(consumer.partitions_for_topic(n) or ())]
-        while True:
-            with_data = {tp for tp, end in consumer.end_offsets(tps).items() if end > 0}
-            missing = [tp for tp in with_data if not consumer.committed(tp)]
-            if not missing:
-                return time.monotonic() - started
-            assert time.monotonic() - started < timeout_s, f"no committed offset after {timeout_s}s for {missing}"
-            time.sleep(0.5)
-    finally:
-        consumer.close()
-
-
-# --- live vs replay checks of the kill / restart / failover scenarios -------------------------------------
-
-
 def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any]) -> dict[str, Any]:
     """Health topic: newest value per account equals the replay; count raw duplicates. Alerts, if any."""
     s = run_env.settings()

@@ -25,7 +25,7 @@ from tests.support.stack_fixtures import RunEnv, WorkerProc, start_worker
 
 pytestmark = pytest.mark.reliability
 
-# Own ports and own stack home: the demo, test and bench stacks use 9092 / 19092 / 39092 (bench). Below Linux's
+# Own ports and own stack home: the demo, test and bench stacks use 9092 / 19092 / 27092 (bench). Below Linux's
 # ephemeral range (32768-60999): 38092 once failed to bind on a fresh machine because an outgoing client
 # connection of the same test session had been given that local port.
 KAFKA_PORT, CONTROLLER_PORT, SASL_PORT, REDIS_PORT = 17092, 17093, 17094, 17379

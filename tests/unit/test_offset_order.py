@@ -108,11 +108,3 @@ def test_whatever_order_faust_delivers_in_every_offset_is_applied_once_and_in_or
                 cursor = order.expected(TP)  # the seek
         assert applied == list(range(start, size)), f"seed {seed}"
 
-
-def test_a_rewind_whose_re_read_never_came_is_overdue_for_another_seek() -> None:
-    order = started_at(300)
-    order.rewound(TP, now=10.0)
-    assert order.overdue(now=15.0, after_s=10.0) == []
-    assert order.overdue(now=21.0, after_s=10.0) == [(TP, 300)]
-    order.judge(TP, 300, now=21.5)
-    assert order.overdue(now=40.0, after_s=10.0) == []
