@@ -152,7 +152,9 @@ def register(ctx: Context) -> None:
         input_order.rewound(tp, time.monotonic())
         metrics.input_rewinds.labels(tp.topic).inc()
 
-    input_topics = {billing_name, usage_name, actions_name}
+    # Every topic an agent reads: the account agent's inputs, the raw webhook topics and the cohort inputs.
+    input_topics = {billing_name, usage_name, actions_name, settings.topic(settings.stripe_topic),
+                    settings.topic(settings.segment_topic), cohort_inputs_name}
 
     def _input_tps(tps: Any) -> list[str]:
         return sorted(f"{tp.topic.rsplit('.', 1)[-1]}[{tp.partition}]" for tp in tps or () if tp.topic in input_topics)
@@ -167,6 +169,34 @@ def register(ctx: Context) -> None:
         gaps = app.consumer._gap  # type: ignore[attr-defined]
         for tp in [tp for tp in gaps if tp.topic in input_topics]:
             del gaps[tp]
+
+    async def _in_order(events: list[Any]) -> list[tuple[Any, Verdict]]:
+        """The batch's events that may be applied, each with its verdict: APPLY (next in its partition) or SEEN
+        (applied before). The rest are dropped unacknowledged and read again (ADR 0007). Every agent that reads
+        a topic goes through here, so none can lose records to a rebalance."""
+        _forget_faust_gaps()
+        await _start_partitions({ev.message.tp for ev in events})
+        now = time.monotonic()
+        unstarted: dict[Any, int] = {}  # partition -> its first record dropped for want of a start offset
+        accepted: list[tuple[Any, Verdict]] = []
+        for ev in events:
+            msg = ev.message
+            tp = msg.tp
+            v = input_order.judge(tp, msg.offset, now)
+            if v is Verdict.AHEAD:
+                v = await _on_gap(tp, msg.offset)
+            if v is Verdict.WAIT:
+                _drop(msg)
+                if not input_order.knows(tp):
+                    unstarted.setdefault(tp, msg.offset)
+                continue
+            accepted.append((ev, v))
+        for tp, offset in unstarted.items():  # nothing later may come to reveal the gap: read them again now
+            if tp in app.consumer.assignment():
+                log.info("input order: %s[%d] has no start offset yet; read again from %d", tp.topic,
+                         tp.partition, offset)
+                await _rewind(tp, offset)
+        return accepted
 
     stalled_at: dict[Any, int] = {}  # input partition -> its next offset at the previous lag measurement
 
@@ -210,21 +240,8 @@ def register(ctx: Context) -> None:
         started = time.perf_counter()
         records = []
         rerouted = 0
-        _forget_faust_gaps()
-        await _start_partitions({ev.message.tp for ev in events})
-        now = time.monotonic()
-        unstarted: dict[Any, int] = {}  # partition -> its first record dropped for want of a start offset
-        for ev in events:
+        for ev, v in await _in_order(events):
             msg = ev.message
-            tp = msg.tp
-            v = input_order.judge(tp, msg.offset, now)
-            if v is Verdict.AHEAD:
-                v = await _on_gap(tp, msg.offset)
-            if v is Verdict.WAIT:
-                _drop(msg)
-                if not input_order.knows(tp):
-                    unstarted.setdefault(tp, msg.offset)
-                continue
             key = msg.key
             # Records not on their account's partition would split an account's state across
             # workers: re-produce them keyed by account id (ADR 0002). A SEEN one was re-produced before.
@@ -237,11 +254,6 @@ def register(ctx: Context) -> None:
                     rerouted += 1
                 continue
             records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
-        for tp, offset in unstarted.items():  # nothing later may come to reveal the gap: read them again now
-            if tp in app.consumer.assignment():
-                log.info("input order: %s[%d] has no start offset yet; read again from %d", tp.topic,
-                         tp.partition, offset)
-                await _rewind(tp, offset)
         if log.isEnabledFor(logging.DEBUG):
             seen: dict[Any, list[int]] = {}
             for ev in events:
@@ -479,8 +491,10 @@ def register(ctx: Context) -> None:
         """Stripe / Segment records -> canonical events on the billing and usage topics, or dead letters."""
         tally: Counter[tuple[str, str, str]] = Counter()
         reasons: Counter[str] = Counter()
-        for ev in events:
+        for ev, v in await _in_order(events):
             msg = ev.message
+            if v is Verdict.SEEN:
+                continue  # converted before: its canonical events are on the topics already
             kind: TopicKind = "stripe" if msg.topic == stripe_name else "segment"
             out = decode_for_topic(
                 msg.value, kind, topic=msg.topic, partition=msg.partition, offset=msg.offset,
@@ -510,7 +524,8 @@ def register(ctx: Context) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
             try:
                 await _ensure_changelog_metadata()
-                latest = {ev.message.key: ev.message.value for ev in events}
+                # Only APPLY: a SEEN snapshot is older than one already in the table for its account.
+                latest = {ev.message.key: ev.message.value for ev, v in await _in_order(events) if v is Verdict.APPLY}
                 for key, value in latest.items():
                     cohort_table[key] = value
                 ctx.cohort_dirty = True
