@@ -361,18 +361,41 @@ def measure_consumption(workers: Sequence[WorkerProc], total: int, timeout_s: fl
 # --------------------------------------------------------------------------------------------- latency
 
 
+def failed_payment(account: str, n: int, run_id: str, at: float) -> bytes:
+    return orjson.dumps({"event_id": f"{run_id}-fail-{n}", "account_id": account, "occurred_at": _iso(at),
+                         "type": "payment.failed", "amount": 1000, "attempt": 1, "source": "bench"})
+
+
+@dataclass
+class Latencies:
+    health: list[float]  # produce -> the account's next health record, seconds
+    health_unmatched: int
+    alerts: list[float]  # produce of a failed payment -> its payment_failed alert record, seconds
+    alerts_unmatched: int
+    sent: int
+
+
 async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float, duration_s: float,
-                   run_id: str, probe_every: int = 10) -> tuple[list[float], int, int]:
-    """Produce live events at `rate`/s; every `probe_every`-th goes to a probe account with nothing in flight,
-    and its latency is produce wall time -> arrival of that account's next record on the health topic."""
+                   run_id: str, probe_every: int = 10) -> Latencies:
+    """Produce live usage at `rate`/s against the caught-up worker, with two kinds of probes among it.
+
+    - Health probes (every `probe_every`-th event, accounts[::probe_every], one in flight per account): produce
+      wall time -> arrival of that account's next record on the health topic.
+    - Alert probes (as many, accounts[probe_every // 2::probe_every], each account once): a `payment.failed`
+      (attempt 1, which opens a `payment_failed` alert) followed at once by a `session.started` of the same
+      account 1 ms later in event time (an active customer, so the billing event is not held for its usage to
+      catch up, ADR 0006); produce wall time of the payment -> arrival of the account's alert record."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     health, usage = s.topic(s.health_topic), s.topic(s.usage_topic)
+    alerts_topic, billing = s.topic(s.alerts_topic), s.topic(s.billing_topic)
     probes = deque(accounts[::probe_every])
-    probe_set = set(probes)
+    alert_probes = deque(accounts[probe_every // 2::probe_every])
+    probe_set = set(probes) | set(alert_probes)
     background = [a for a in accounts if a not in probe_set] or accounts
     pending: dict[str, float] = {}
-    latencies: list[float] = []
+    alert_pending: dict[str, float] = {}
+    out = Latencies([], 0, [], 0, 0)
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
     await consumer.start()
@@ -380,19 +403,24 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
     stop = asyncio.Event()
 
     async def consume() -> None:
-        while not stop.is_set() or pending:
+        while not stop.is_set() or pending or alert_pending:
             batches = await consumer.getmany(timeout_ms=100, max_records=5000)
             now = time.time()
-            for records in batches.values():
+            for tp, records in batches.items():
                 for record in records:
                     account = record.key.decode() if record.key else ""
-                    sent = pending.pop(account, None)
-                    if sent is not None:
-                        latencies.append(now - sent)
+                    if tp.topic == alerts_topic:
+                        sent_at = alert_pending.pop(account, None)
+                        if sent_at is not None:
+                            out.alerts.append(now - sent_at)
+                        continue
+                    sent_at = pending.pop(account, None)
+                    if sent_at is not None:
+                        out.health.append(now - sent_at)
                         probes.append(account)
 
     try:
-        tps = [TopicPartition(health, p) for p in range(s.topic_partitions)]
+        tps = [TopicPartition(t, p) for t in (health, alerts_topic) for p in range(s.topic_partitions)]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         for tp in tps:
@@ -403,6 +431,16 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
         while (elapsed := time.monotonic() - started) < duration_s:
             due = int(rate * elapsed) - sent
             for _ in range(due):
+                if sent % probe_every == probe_every // 2 and alert_probes:
+                    account = alert_probes.popleft()
+                    at = time.time()
+                    alert_pending[account] = at
+                    await producer.send(billing, key=account.encode(), value=failed_payment(account, sent, run_id, at))
+                    await producer.send(usage, key=account.encode(), value=orjson.dumps({
+                        "event_id": f"{run_id}-live-{sent}", "account_id": account, "occurred_at": _iso(at + 0.001),
+                        "type": "session.started", "user_id": f"{account}-u0", "source": "bench"}))
+                    sent += 1
+                    continue
                 if sent % probe_every == 0 and probes:
                     account = probes.popleft()
                     pending[account] = time.time()
@@ -417,7 +455,8 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
             await asyncio.wait_for(reader, 30)
         except TimeoutError:
             pass
-        return latencies, len(pending), sent
+        out.health_unmatched, out.alerts_unmatched, out.sent = len(pending), len(alert_pending), sent
+        return out
     finally:
         await producer.stop()
         await consumer.stop()
@@ -579,17 +618,25 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
         # 4. latency at 70% of worker_eps, against the same (caught-up) worker.
         live_rate = max(10.0, 0.7 * result["worker_eps"])
         accounts = [f"acct-{i:06d}" for i in range(plan.accounts)]
-        lat, unmatched, sent = asyncio.run(_latency(bootstrap, sa, accounts, live_rate, plan.latency_s, run_id))
-        if not lat:
-            raise BenchError(f"no latency probe came back on {sa.topic(sa.health_topic)} ({sent} events sent)")
+        lat = asyncio.run(_latency(bootstrap, sa, accounts, live_rate, plan.latency_s, run_id))
+        if not lat.alerts or not lat.health:
+            raise BenchError(f"latency probes did not come back ({len(lat.alerts)} alerts on "
+                             f"{sa.topic(sa.alerts_topic)}, {len(lat.health)} health records, {lat.sent} sent)")
         result["latency_rate_eps"] = live_rate
-        result["latency_samples"] = len(lat)
-        result["latency_unmatched"] = unmatched
-        result["latency_p50_ms"] = 1000 * statistics.median(lat)
-        result["latency_p99_ms"] = 1000 * _pct(lat, 0.99)
-        result["latency_max_ms"] = 1000 * max(lat)
-        log(f"latency at {live_rate:,.0f}/s ({len(lat)} probes): p50 {result['latency_p50_ms']:.0f} ms, "
-            f"p99 {result['latency_p99_ms']:.0f} ms, max {result['latency_max_ms']:.0f} ms")
+        result["latency_samples"] = len(lat.alerts)
+        result["latency_unmatched"] = lat.alerts_unmatched
+        result["latency_p50_ms"] = 1000 * statistics.median(lat.alerts)
+        result["latency_p99_ms"] = 1000 * _pct(lat.alerts, 0.99)
+        result["latency_max_ms"] = 1000 * max(lat.alerts)
+        result["health_latency_samples"] = len(lat.health)
+        result["health_latency_unmatched"] = lat.health_unmatched
+        result["health_latency_p50_ms"] = 1000 * statistics.median(lat.health)
+        result["health_latency_p99_ms"] = 1000 * _pct(lat.health, 0.99)
+        result["health_latency_max_ms"] = 1000 * max(lat.health)
+        log(f"event -> alert at {live_rate:,.0f}/s ({len(lat.alerts)} probes): p50 {result['latency_p50_ms']:.0f} ms, "
+            f"p99 {result['latency_p99_ms']:.0f} ms, max {result['latency_max_ms']:.0f} ms; event -> health record "
+            f"({len(lat.health)} probes): p50 {result['health_latency_p50_ms']:.0f} ms, "
+            f"p99 {result['health_latency_p99_ms']:.0f} ms")
         workers.stop(w)
 
         # 5. recovery: a fresh worker (empty data dir, same app id) restores the table from the changelog.
@@ -673,9 +720,11 @@ ROWS = (
     ("ratio_to_ceiling", "worker_eps / ceiling_eps"),
     ("two_workers_eps", "two workers in one group, events/s combined"),
     ("replay_eps", "in-process replay (no Kafka), events/s"),
-    ("latency_p50_ms", "event -> health record, p50 ms (at 70% of worker_eps)"),
-    ("latency_p99_ms", "event -> health record, p99 ms"),
-    ("latency_max_ms", "event -> health record, max ms"),
+    ("latency_p50_ms", "event -> alert record, p50 ms (failed payment, at 70% of worker_eps)"),
+    ("latency_p99_ms", "event -> alert record, p99 ms"),
+    ("latency_max_ms", "event -> alert record, max ms"),
+    ("health_latency_p50_ms", "event -> health record, p50 ms (coalesced: publish_interval_s)"),
+    ("health_latency_p99_ms", "event -> health record, p99 ms"),
     ("state_bytes_median", "serialised state per account, median bytes"),
     ("state_bytes_p99", "serialised state per account, p99 bytes"),
     ("accounts_per_gib", "accounts per GiB of state (mean size)"),
