@@ -41,9 +41,14 @@ class Settings(BaseSettings):
     cohort_inputs_topic: str = "churnwatch-cohort-inputs"
 
     # --- Processing --------------------------------------------------------------------------
-    batch_size: int = Field(500, ge=1, le=100_000, description="Events per stream.take batch.")
+    # 2000, not 500: fewer, larger batches and table writes; +65% events/s in the benchmark (ADR 0008).
+    batch_size: int = Field(2000, ge=1, le=100_000, description="Events per stream.take batch.")
     batch_timeout_s: float = Field(0.2, gt=0, le=60, description="Max wait to fill a batch, seconds.")
     max_event_bytes: int = Field(64 * 1024, ge=256, le=10 * 1024 * 1024)
+    # Producer batching for changelog, health, alert and cohort sends (ADR 0008): how long a send may wait for
+    # others to share its request, seconds, and the most bytes per partition batch.
+    producer_linger_s: float = Field(0.005, ge=0, le=1)
+    producer_max_batch_bytes: int = Field(512 * 1024, ge=16 * 1024, le=900 * 1024)
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
     data_dir: Path = Path("./.churnwatch-data")
     standby_replicas: int = Field(0, ge=0, le=8)
