@@ -34,7 +34,7 @@ test: install sysdeps ## THE TEST COMMAND: lint, types, schema drift, unit + int
 	$(BIN)/python -m schemas.generate --check
 	$(BIN)/pytest
 
-reliability: install sysdeps ## kill / broker-restart / failover / hostile-input tests; SOAK=1 for the long form; writes docs/reliability/latest.json
+reliability: install sysdeps ## SIGKILL / failover / broker-restart / Redis-outage / hostile-input / security tests; SOAK=1 for the long form; writes docs/reliability/latest.json
 	CHURNWATCH_RELIABILITY_OUT=$(CURDIR)/docs/reliability/latest.json \
 	  $(BIN)/pytest tests/reliability -m reliability -s $(if $(SOAK),--soak,)
 
