@@ -6,9 +6,10 @@ this is where an event is decoded and handed to the domain; the domain decides w
 
 from __future__ import annotations
 
+import heapq
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -19,7 +20,7 @@ from schemas.deadletter import DeadLetter, DeadLetterReason
 from schemas.events import BILLING_TYPES
 from streams.domain.aggregate import AccountAggregate, Rules, act, apply, new_aggregate
 from streams.domain.config import DomainConfig
-from streams.ingest.decode import decode_canonical, make_dead_letter
+from streams.ingest.decode import Decoded, decode_canonical, make_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +71,11 @@ def process_batch(
     result = BatchResult()
     states = result.states
     tally = result.tally
-    for rec in records:
-        if rec.topic == actions_topic and rules is not None:
+    for rec, decoded in _in_event_time_order(records, max_event_bytes, actions_topic if rules is not None else None):
+        if decoded is None:
+            assert rules is not None
             _apply_action(rec, result, load_state, rules, max_event_bytes)
             continue
-        decoded = decode_canonical(
-            rec.value, topic=rec.topic, partition=rec.partition, offset=rec.offset, max_bytes=max_event_bytes
-        )
         event = decoded.event
         if event is None:
             _dead_letter(result, decoded.dead_letter, rec.topic)
@@ -127,6 +126,36 @@ def process_batch(
             if rec.partition is not None and ts > result.usage_by_partition.get(rec.partition, 0.0):
                 result.usage_by_partition[rec.partition] = ts
     return result
+
+
+def _in_event_time_order(
+    records: Iterable[InputRecord], max_event_bytes: int, actions_topic: str | None
+) -> Iterator[tuple[InputRecord, Decoded | None]]:
+    """The batch decoded, merged by event time across its source partitions, each partition's own order kept.
+
+    Faust hands a batch over partition by partition: a usage partition's records can span days before the
+    billing records of the same days. Applied in that order, usage would close day ends before billing dated
+    inside them arrives, and the billing alerts would be stamped at the later day end: a body that depends on
+    batching, and differs from a time-ordered run (found by the SIGKILL check with 2000-event batches). The merge
+    keeps offset order within a partition (the offset dedupe needs it). A record without an event time (a dead
+    letter, an alert action: None as decoded) keeps its place after its partition's previous record."""
+    sources: dict[tuple[str, int | None], list[tuple[float, int, InputRecord, Decoded | None]]] = {}
+    for n, rec in enumerate(records):
+        source = sources.setdefault((rec.topic, rec.partition), [])
+        previous = source[-1][0] if source else float("-inf")
+        if rec.topic == actions_topic:
+            source.append((previous, n, rec, None))
+            continue
+        decoded = decode_canonical(
+            rec.value, topic=rec.topic, partition=rec.partition, offset=rec.offset, max_bytes=max_event_bytes
+        )
+        at = decoded.event.occurred_at.timestamp() if decoded.event is not None else previous
+        source.append((at, n, rec, decoded))
+    if len(sources) == 1:
+        return ((rec, decoded) for _, _, rec, decoded in next(iter(sources.values())))
+    # heapq.merge keeps each source's order even where a source is not sorted (late events): it only ever
+    # compares the heads. Ties go to the record that came first in the batch.
+    return ((rec, decoded) for _, _, rec, decoded in heapq.merge(*sources.values(), key=lambda item: item[:2]))
 
 
 def _apply_action(

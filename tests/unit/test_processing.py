@@ -1,0 +1,56 @@
+"""A batch is applied in event-time order across its partitions, each partition's own order kept."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from streams.domain.aggregate import Rules
+from streams.domain.config import DomainConfig
+from streams.processing import InputRecord, process_batch
+from tests.unit.domain.factories import at, event, session
+
+CONFIG = DomainConfig()
+RULES = Rules.load(None, CONFIG)
+BILLING, USAGE = "billing-events", "usage-events"
+
+
+def record(ev, topic: str, offset: int) -> InputRecord:
+    return InputRecord(ev.model_dump_json().encode(), topic, 0, offset)
+
+
+def paying_team_that_schedules_a_cancellation() -> tuple[list[InputRecord], list[InputRecord]]:
+    """(billing records, usage records) of one account: daily use for a week, a cancellation on day 2."""
+    start = at("2026-01-05T09:00:00Z")
+    billing = [
+        record(event("subscription.started", start - timedelta(days=1), plan="team", seats=5, mrr=19900), BILLING, 0),
+        record(event("subscription.cancel_scheduled", start + timedelta(days=1, hours=12),
+                     cancel_at=start + timedelta(days=30)), BILLING, 1),
+    ]
+    usage = [record(session(start + timedelta(days=d)), USAGE, d) for d in range(7)]
+    return billing, usage
+
+
+def alerts_of(records: list[InputRecord]) -> list[tuple[str, str, str]]:
+    out = process_batch(records, lambda _: None, CONFIG, max_event_bytes=65536, rules=RULES)
+    return [(a.trigger, a.transition, a.occurred_at.isoformat()) for a in out.alerts]
+
+
+def test_usage_delivered_ahead_of_billing_in_one_batch_gives_the_time_ordered_alerts() -> None:
+    billing, usage = paying_team_that_schedules_a_cancellation()
+    in_time_order = sorted(billing + usage, key=lambda r: event_time(r))
+    assert alerts_of(usage + billing) == alerts_of(in_time_order)
+    assert ("cancellation_scheduled", "opened", "2026-01-06T21:00:00+00:00") in alerts_of(usage + billing)
+
+
+def test_a_partition_keeps_its_own_order_even_when_its_events_are_not_in_time_order() -> None:
+    late_first = [record(session("2026-01-05T10:00:00Z", event_id="b"), USAGE, 0),
+                  record(session("2026-01-05T09:00:00Z", event_id="a"), USAGE, 1)]
+    out = process_batch(late_first, lambda _: None, CONFIG, max_event_bytes=65536, rules=RULES)
+    # Both offsets are applied (the later offset is not taken for a duplicate of the earlier one).
+    assert sum(n for (_, _, outcome), n in out.tally.items() if outcome == "processed") == 2
+
+
+def event_time(rec: InputRecord) -> str:
+    import orjson
+
+    return str(orjson.loads(rec.value)["occurred_at"])
