@@ -107,7 +107,7 @@ def register(ctx: Context) -> None:
             return
         try:
             starts = await probe.start_offsets(new)
-        except Exception as exc:  # broker unreachable: the records are dropped, and sought back (_apply_batch)
+        except Exception as exc:  # broker unreachable: the records are dropped, and sought back (_in_order)
             log.warning("input order: committed offsets unavailable (%s: %s); the batch is read again",
                         type(exc).__name__, exc, exc_info=log.isEnabledFor(logging.DEBUG))
             return
@@ -570,6 +570,8 @@ def register(ctx: Context) -> None:
 
     @app.timer(interval=10.0)
     async def report_table_sizes_and_lag() -> None:
+        """Table sizes and consumer lag for the metrics; with the high watermarks at hand, the order guard's
+        stall check (ADR 0007) and the input-exhausted bookkeeping of held billing (ADR 0006)."""
         metrics.table_keys.labels("account_to_state").set(len(table))
         metrics.table_keys.labels("account_to_cohort_inputs").set(len(cohort_table))
         consumer = app.consumer
@@ -599,12 +601,10 @@ def register(ctx: Context) -> None:
         if assigned and not behind:
             caught_up_at[0] = measured_at
         elif log.isEnabledFor(logging.DEBUG):  # where the agent waits while input is left: diagnosing stalls
-            log.debug("input lag: fetching %s; paused %s; held back by buffer pressure %s; drainer at %s",
+            log.debug("input lag: fetching %s; paused %s; held back by buffer pressure %s",
                       _input_tps(getattr(consumer, "_active_partitions", None)),
                       _input_tps(getattr(consumer, "_paused_partitions", None)),
-                      _input_tps(getattr(consumer, "_buffered_partitions", None)),
-                      [" -> ".join(c) for c in (_await_chain(t.get_coro()) for t in asyncio.all_tasks())
-                       if any("_drain_messages" in step for step in c)])
+                      _input_tps(getattr(consumer, "_buffered_partitions", None)))
         log.debug("input lag: %d of %d partitions behind%s; exhausted %s; portfolio months %s", behind,
                  len(assigned), f" (first: {first_behind})" if first_behind else "", _input_exhausted(),
                  [m.month for m in ctx.portfolio.months if m.segment is None] if ctx.portfolio else None)
@@ -634,17 +634,6 @@ def register(ctx: Context) -> None:
         probe.close()
 
     app.on_before_shutdown.connect(_stop_sink)
-
-
-def _await_chain(coro: Any) -> list[str]:
-    """function (file:line) of each coroutine / async generator a suspended task is awaiting, outermost first."""
-    steps = []
-    while coro is not None:
-        frame = getattr(coro, "cr_frame", None) or getattr(coro, "ag_frame", None) or getattr(coro, "gi_frame", None)
-        if frame is not None:
-            steps.append(f"{frame.f_code.co_name} ({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})")
-        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None) or getattr(coro, "gi_yieldfrom", None)
-    return steps
 
 
 def _owns(app: Any, topic: str, partition: int) -> bool:
