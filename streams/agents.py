@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from faust.types import TP
 
 from schemas.events import BILLING_TYPES
+from streams.alignment import UsageGate, align, partitions_to_check
 from streams.domain.aggregate import (
     AccountAggregate,
     cohort_snapshot,
@@ -26,7 +28,7 @@ from streams.ingest.decode import IngestConfig, TopicKind, decode_for_topic
 from streams.ingest.outcome import Skipped
 from streams.offset_order import InputOrder, Verdict
 from streams.partitioning import PartitionCache
-from streams.processing import InputRecord, process_batch
+from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -226,6 +228,53 @@ def register(ctx: Context) -> None:
         msg.acked = True  # Faust's ack() then skips it (no offset recorded)
         app.consumer._unacked_messages.discard(msg)  # type: ignore[attr-defined]  # nor waited for at rebalance
 
+    # ADR 0009: usage is applied only up to the event time its billing partition has been read to (or once that
+    # partition is fully read), so billing read behind usage (after a restart, a broker outage) still meets the
+    # account's state before the usage dated after it. Waiting records are held here, unacknowledged.
+    gate: UsageGate[tuple[DecodedRecord, Any]] = UsageGate(max_wait_s=settings.usage_wait_max_s)
+    # One batch at a time, including the timer's release of waiting usage: records of one partition must reach
+    # the state in offset order.
+    batch_lock = asyncio.Lock()
+
+    def _billing_caught_up(partition: int) -> bool:
+        """Nothing left to fetch from the billing partition of this number: this worker applied it up to the
+        high watermark of the consumer's last fetch (which is updated with every fetch response)."""
+        tp = TP(billing_name, partition)
+        if tp not in app.consumer.assignment():
+            return True  # not ours (co-partitioning broken by hand): nothing of it will come here
+        if not input_order.knows(tp):
+            return False
+        try:
+            high = app.consumer.highwater(tp)
+        except Exception:  # not fetched yet, or revoked meanwhile
+            return False
+        return high is not None and input_order.expected(tp) >= high
+
+    async def _align(items: list[DecodedRecord], messages: list[Any]) -> tuple[list[DecodedRecord], list[Any]]:
+        """The records to apply now and the messages of waiting records released by this call (to acknowledge
+        once applied). Billing and alert actions always pass; usage passes up to its billing partition's bound."""
+        partitions = partitions_to_check(gate, items, usage_name)
+        if partitions:
+            await _start_partitions({TP(billing_name, p) for p in partitions})
+        aligned = align(gate, zip(items, messages, strict=True), usage_name, billing_name, _billing_caught_up,
+                        time.monotonic())
+        for msg in aligned.deferred:
+            _drop(msg)  # not acknowledged with the batch: acknowledged once applied (_acknowledge)
+        for p, n in aligned.forced.items():
+            metrics.usage_forced.inc(n)
+            log.warning("usage[%d]: %d records waited past the limit for billing[%d] and are applied without it "
+                        "(ADR 0009)", p, n, p)
+        if partitions:
+            metrics.usage_waiting.set(gate.count())
+        return aligned.ready, aligned.released
+
+    def _acknowledge(messages: list[Any]) -> None:
+        """Records that waited (taken out of Faust's acknowledgement by _drop) count as processed now."""
+        consumer = app.consumer
+        for msg in messages:
+            msg.acked = False
+            consumer.ack(msg)
+
     @app.agent(topics["canonical"], concurrency=1)  # concurrency=1: agents that write tables (faust #606)
     async def track_engagement(stream: Any) -> None:
         """Apply canonical billing/usage events to per-account state; one table write per account per batch."""
@@ -236,9 +285,15 @@ def register(ctx: Context) -> None:
                 _fail_stop("track_engagement", exc)
 
     async def _apply_batch(events: list[Any]) -> None:
-        """One batch: decode, apply, persist and publish (ADR 0005 for the order)."""
+        """One batch: decode, apply, persist and publish (ADR 0005 for the order). With no events: applies usage
+        that waited and may pass now (the lag timer's call)."""
+        async with batch_lock:
+            await _apply_batch_locked(events)
+
+    async def _apply_batch_locked(events: list[Any]) -> None:
         started = time.perf_counter()
         records = []
+        messages = []
         rerouted = 0
         for ev, v in await _in_order(events):
             msg = ev.message
@@ -254,17 +309,19 @@ def register(ctx: Context) -> None:
                     rerouted += 1
                 continue
             records.append(InputRecord(msg.value, msg.topic, msg.partition, msg.offset))
+            messages.append(msg)
         if log.isEnabledFor(logging.DEBUG):
             seen: dict[Any, list[int]] = {}
             for ev in events:
                 seen.setdefault(ev.message.tp, []).append(ev.message.offset)
             log.debug("input order: batch %s; %d applied or seen", {f"{tp.topic[-14:]}[{tp.partition}]": (
                 o[0], o[-1], len(o)) for tp, o in seen.items()}, len(records))
+        ready, released = await _align(decode_records(records, settings.max_event_bytes, actions_name), messages)
+        if not ready and not events:
+            return
         async with state_lock:
-            result = process_batch(
-                records, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes, rules=ctx.rules,
-                actions_topic=actions_name,
-            )
+            result = apply_decoded(ready, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes,
+                                   rules=ctx.rules)
             _advance_watermarks(result.usage_by_partition)
             await _publish(result.states, result.alerts, result.cohort_changed, result.dead_letters)
             for account_id, agg in result.states.items():
@@ -273,6 +330,7 @@ def register(ctx: Context) -> None:
         # own send_soon buffer only while sends keep coming (it gives up after 0.1 s without progress). So
         # the changelog writes and re-routed records are handed to the client before the batch is acked.
         await _drain_send_buffer()
+        _acknowledge(released)
         now = time.time()
         metrics.record_events(result.tally)
         metrics.record_dead_letters(result.dead_letter_reasons)
@@ -282,6 +340,17 @@ def register(ctx: Context) -> None:
             metrics.event_time_lag.labels("canonical", "all").set(max(0.0, now - result.newest_event_s))
         metrics.batch_events.labels("track_engagement").inc(len(events))
         metrics.batch_duration.labels("track_engagement").observe(time.perf_counter() - started)
+
+    @app.timer(interval=1.0)
+    async def release_waiting_usage() -> None:
+        """Usage waiting for its billing partition (ADR 0009) is released by the batch that brings the billing;
+        when none comes (the billing partition turned out read to its end, or the input stopped), here."""
+        if not gate.partitions_waiting():
+            return
+        try:
+            await _apply_batch([])
+        except Exception as exc:
+            _fail_stop("release_waiting_usage", exc)
 
     async def _drain_send_buffer() -> None:
         buffer = app.producer.buffer
@@ -624,6 +693,9 @@ def register(ctx: Context) -> None:
         # Every partition starts again from the group's committed offset (ADR 0007).
         input_order.reset()
         stalled_at.clear()
+        # Waiting usage was never acknowledged: it is read again from the committed offset, like the rest.
+        gate.forget()
+        metrics.usage_waiting.set(0)
         # Accounts that arrived with this rebalance may hold billing this worker has never seen: the next tick
         # scans every owned account once (rebuilding `holding`), as after a restart.
         ticked_day.clear()

@@ -54,6 +54,36 @@ class BatchResult:
     usage_by_partition: dict[int, float] = field(default_factory=dict)
 
 
+class DecodedRecord(NamedTuple):
+    """An input record decoded once: `decoded` is None for an alert action (decoded where it is applied)."""
+
+    at_s: float  # event time, epoch seconds; a record without one takes its partition's previous record's time
+    rec: InputRecord
+    decoded: Decoded | None
+
+
+def decode_records(
+    records: Iterable[InputRecord], max_event_bytes: int, actions_topic: str | None = None
+) -> list[DecodedRecord]:
+    """Each record decoded, in input order, with its event time. A record without an event time (a dead letter, an
+    alert action) takes its partition's previous record's time, so it keeps its place when merged."""
+    out: list[DecodedRecord] = []
+    previous: dict[tuple[str, int | None], float] = {}
+    for rec in records:
+        source = (rec.topic, rec.partition)
+        at = previous.get(source, float("-inf"))
+        if rec.topic == actions_topic:
+            out.append(DecodedRecord(at, rec, None))
+            continue
+        decoded = decode_canonical(
+            rec.value, topic=rec.topic, partition=rec.partition, offset=rec.offset, max_bytes=max_event_bytes
+        )
+        if decoded.event is not None:
+            at = previous[source] = decoded.event.occurred_at.timestamp()
+        out.append(DecodedRecord(at, rec, decoded))
+    return out
+
+
 def process_batch(
     records: Iterable[InputRecord],
     load_state: Callable[[str], AccountAggregate | None],
@@ -68,10 +98,23 @@ def process_batch(
     Records from `actions_topic` are people's alert actions (schemas.alerts.AlertAction); they go through
     the same serial path so an action and an event never race on one account.
     """
+    items = decode_records(records, max_event_bytes, actions_topic if rules is not None else None)
+    return apply_decoded(items, load_state, config, max_event_bytes=max_event_bytes, rules=rules)
+
+
+def apply_decoded(
+    items: list[DecodedRecord],
+    load_state: Callable[[str], AccountAggregate | None],
+    config: DomainConfig,
+    *,
+    max_event_bytes: int,
+    rules: Rules | None = None,
+) -> BatchResult:
+    """Apply decoded records, merged by event time across their partitions (see `_in_event_time_order`)."""
     result = BatchResult()
     states = result.states
     tally = result.tally
-    for rec, decoded in _in_event_time_order(records, max_event_bytes, actions_topic if rules is not None else None):
+    for rec, decoded in _in_event_time_order(items):
         if decoded is None:
             assert rules is not None
             _apply_action(rec, result, load_state, rules, max_event_bytes)
@@ -128,29 +171,17 @@ def process_batch(
     return result
 
 
-def _in_event_time_order(
-    records: Iterable[InputRecord], max_event_bytes: int, actions_topic: str | None
-) -> Iterator[tuple[InputRecord, Decoded | None]]:
-    """The batch decoded, merged by event time across its source partitions, each partition's own order kept.
+def _in_event_time_order(items: list[DecodedRecord]) -> Iterator[tuple[InputRecord, Decoded | None]]:
+    """The batch merged by event time across its source partitions, each partition's own order kept.
 
     Faust hands a batch over partition by partition: a usage partition's records can span days before the
     billing records of the same days. Applied in that order, usage would close day ends before billing dated
     inside them arrives, and the billing alerts would be stamped at the later day end: a body that depends on
     batching, and differs from a time-ordered run (found by the SIGKILL check with 2000-event batches). The merge
-    keeps offset order within a partition (the offset dedupe needs it). A record without an event time (a dead
-    letter, an alert action: None as decoded) keeps its place after its partition's previous record."""
+    keeps offset order within a partition (the offset dedupe needs it)."""
     sources: dict[tuple[str, int | None], list[tuple[float, int, InputRecord, Decoded | None]]] = {}
-    for n, rec in enumerate(records):
-        source = sources.setdefault((rec.topic, rec.partition), [])
-        previous = source[-1][0] if source else float("-inf")
-        if rec.topic == actions_topic:
-            source.append((previous, n, rec, None))
-            continue
-        decoded = decode_canonical(
-            rec.value, topic=rec.topic, partition=rec.partition, offset=rec.offset, max_bytes=max_event_bytes
-        )
-        at = decoded.event.occurred_at.timestamp() if decoded.event is not None else previous
-        source.append((at, n, rec, decoded))
+    for n, (at, rec, decoded) in enumerate(items):
+        sources.setdefault((rec.topic, rec.partition), []).append((at, n, rec, decoded))
     if len(sources) == 1:
         return ((rec, decoded) for _, _, rec, decoded in next(iter(sources.values())))
     # heapq.merge keeps each source's order even where a source is not sorted (late events): it only ever

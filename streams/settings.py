@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     watermark_delay_s: float = Field(3600.0, ge=0, le=7 * 86400)
     # Wall-clock fallback: a partition with no new usage for this long follows the worker's highest watermark.
     idle_partition_s: float = Field(300.0, ge=0.1, le=86400)
+    # Usage waits for the billing partition of its number (ADR 0009) at most this long, seconds; past it, the
+    # waiting usage is applied anyway and counted in churnwatch_usage_wait_forced_total.
+    usage_wait_max_s: float = Field(120.0, ge=1, le=3600)
     # Cohort / company metrics are recomputed from all accounts' cohort inputs this often, seconds.
     cohort_refresh_s: float = Field(30.0, ge=0.5, le=3600)
     # Segment dimension for retention / LTV breakdowns: "plan" or any account trait (e.g. industry).

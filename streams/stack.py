@@ -50,6 +50,9 @@ logger.state.name = state.change.logger
 logger.state.level = WARN
 """
 
+# kafka.log is rotated once it passes this size at a (re)start (bytes; one previous log is kept).
+KAFKA_LOG_KEEP_BYTES = 64 * 1024 * 1024
+
 SERVER_PROPERTIES = """process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:{controller_port}
@@ -343,6 +346,11 @@ def start_kafka(cfg: StackConfig) -> int:
                 detail = detail.replace(pw, "***")
             raise StackError(f"formatting KRaft storage failed: {detail}")
     log = run / "kafka.log"
+    if log.exists() and log.stat().st_size > KAFKA_LOG_KEEP_BYTES:
+        log.replace(run / "kafka.log.1")  # a long-lived stack home: keep the previous log, drop older ones
+    # The log is appended to across restarts: readiness is judged on what this start wrote, not on an earlier
+    # "Kafka Server started" (a restart then looked ready at once, before the broker had loaded its logs).
+    log_start = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
         proc2 = subprocess.Popen(
             [java, "-Xms256m", f"-Xmx{KAFKA_HEAP_MB}m", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
@@ -355,7 +363,11 @@ def start_kafka(cfg: StackConfig) -> int:
     def ready() -> bool:
         if proc2.poll() is not None:
             raise StackError(f"kafka exited with code {proc2.returncode}; see {log}")
-        return port_open(cfg.kafka_port) and "Kafka Server started" in log.read_text(errors="replace")
+        if not port_open(cfg.kafka_port):
+            return False
+        with open(log, "rb") as f:
+            f.seek(log_start)
+            return b"Kafka Server started" in f.read()
 
     _wait("kafka", ready, 90, log)
     _say("kafka is up")

@@ -66,6 +66,16 @@ class Metrics:
             "Input offsets found to hold no record (transaction markers, retention) and stepped over (ADR 0007).",
             ["topic"], registry=r,
         )
+        self.usage_waiting = Gauge(
+            "churnwatch_usage_waiting_records",
+            "Usage records read but waiting for the billing partition of their number to be read (ADR 0009).",
+            registry=r,
+        )
+        self.usage_forced = Counter(
+            "churnwatch_usage_wait_forced",
+            "Usage records applied without their billing partition being read, a wait limit reached (ADR 0009).",
+            registry=r,
+        )
         self.state_bytes = Histogram(
             "churnwatch_account_state_bytes", "Serialised size of an account's state when written, bytes.",
             buckets=(128, 256, 512, 768, 1024, 1536, 2048, 4096, 8192), registry=r,

@@ -59,7 +59,7 @@ def _env_to_fields(env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def run_env(local_stack: stack.StackConfig, tmp_path: Path) -> RunEnv:
+def run_env(local_stack: stack.StackConfig, tmp_path: Path) -> Iterator[RunEnv]:
     run_id = f"t{uuid.uuid4().hex[:10]}"
     env = {
         "CHURNWATCH_KAFKA_BOOTSTRAP": local_stack.bootstrap,
@@ -72,7 +72,30 @@ def run_env(local_stack: stack.StackConfig, tmp_path: Path) -> RunEnv:
     }
     r = RunEnv(local_stack, run_id, tmp_path, env)
     ensure_topics(r.settings())
-    return r
+    yield r
+    _delete_run_topics(r)
+
+
+def _delete_run_topics(run: RunEnv) -> None:
+    """Delete the run's topics (its own and Faust's changelogs): a reused stack home otherwise piles up tens of
+    thousands of partitions, and a broker restart then takes minutes to load them."""
+    from kafka import KafkaAdminClient
+
+    from streams.admin import kafka_client_config
+
+    try:
+        admin = KafkaAdminClient(client_id=f"{run.run_id}-cleanup", **kafka_client_config(run.settings()))
+    except Exception as exc:  # the broker is down (a test stopped it): the next clean stack home is clean anyway
+        print(f"[tests] topics of {run.run_id} not deleted: {type(exc).__name__}")
+        return
+    try:
+        mine = [t for t in admin.list_topics() if run.run_id in t]
+        if mine:
+            admin.delete_topics(mine, timeout_ms=30_000)
+    except Exception as exc:
+        print(f"[tests] topics of {run.run_id} not deleted: {type(exc).__name__}: {exc}")
+    finally:
+        admin.close()
 
 
 @dataclass

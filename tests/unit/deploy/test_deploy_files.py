@@ -42,7 +42,7 @@ K8S_MANIFESTS = [
 ALERT_NAMES = {
     "ChurnwatchWorkerDown", "ChurnwatchConsumerLagGrowing", "ChurnwatchDeadLetterRate",
     "ChurnwatchNoEventsReceived", "ChurnwatchAlertRateAnomaly", "ChurnwatchRedisSinkFailing",
-    "ChurnwatchSlowBatches",
+    "ChurnwatchSlowBatches", "ChurnwatchUsageWaitForced",
 }
 
 # How prometheus-client exposes a family of each type (a labelled family has no samples until first used,
@@ -316,7 +316,7 @@ def test_grafana_provisioning_loads_the_dashboard_folder_that_compose_mounts() -
 # --- alert rules and promtool ------------------------------------------------------------------------
 
 
-def test_the_seven_alert_rules_each_have_a_severity_a_summary_and_a_runbook_section() -> None:
+def test_the_eight_alert_rules_each_have_a_severity_a_summary_and_a_runbook_section() -> None:
     rules = [rule for rule in alert_rules() if "alert" in rule]
     assert {rule["alert"] for rule in rules} == ALERT_NAMES
     operations = (REPO / "docs" / "operations.md").read_text()
