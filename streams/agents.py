@@ -260,6 +260,8 @@ def register(ctx: Context) -> None:
                         time.monotonic())
         for msg in aligned.deferred:
             _drop(msg)  # not acknowledged with the batch: acknowledged once applied (_acknowledge)
+        if aligned.deferred:
+            metrics.usage_waited.inc(len(aligned.deferred))
         for p, n in aligned.forced.items():
             metrics.usage_forced.inc(n)
             log.warning("usage[%d]: %d records waited past the limit for billing[%d] and are applied without it "

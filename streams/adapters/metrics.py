@@ -71,6 +71,11 @@ class Metrics:
             "Usage records read but waiting for the billing partition of their number to be read (ADR 0009).",
             registry=r,
         )
+        self.usage_waited = Counter(
+            "churnwatch_usage_waited",
+            "Usage records that waited for the billing partition of their number before being applied (ADR 0009).",
+            registry=r,
+        )
         self.usage_forced = Counter(
             "churnwatch_usage_wait_forced",
             "Usage records applied without their billing partition being read, a wait limit reached (ADR 0009).",

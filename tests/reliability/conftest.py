@@ -15,6 +15,8 @@ SUMMARY_KEYS = (
     "kills", "broker_restarts", "failovers", "redis_outages", "events_produced", "events_verified",
     "alerts_expected", "alerts_seen", "alerts_lost", "alert_duplicates_raw", "alert_duplicates_after_dedupe",
     "hostile_inputs", "hostile_unaccounted", "health_records_raw", "health_duplicates_raw",
+    # ADR 0009, as counted by the last worker process of each check (a SIGKILLed process's counts are lost)
+    "usage_waited", "usage_wait_forced",
 )
 SUMMARY: dict[str, Any] = {k: 0 for k in SUMMARY_KEYS} | {"max_recovery_s": 0.0, "recovery_s": [], "tests": {}}
 

@@ -200,6 +200,23 @@ def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any]) 
     return report
 
 
+def gate_counts(base_url: str, summary: dict[str, Any]) -> dict[str, float]:
+    """The worker's usage-gate counters (ADR 0009), added to the run summary: how often usage waited for its
+    billing partition, and whether a wait limit ever forced it through (it must not, in these checks)."""
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    counts = {"usage_waited": 0.0, "usage_wait_forced": 0.0}
+    for line in text.splitlines():
+        if line.startswith("churnwatch_usage_waited_total "):
+            counts["usage_waited"] = float(line.split()[1])
+        elif line.startswith("churnwatch_usage_wait_forced_total "):
+            counts["usage_wait_forced"] = float(line.split()[1])
+    for k, v in counts.items():
+        summary[k] += int(v)
+    assert counts["usage_wait_forced"] == 0, f"usage applied without its billing partition: {counts}"
+    return counts
+
+
 def input_audit(settings: Any, lines: list[bytes], accounts: list[str]) -> str:
     """What the input topics hold for these accounts against what was produced: tells a producer's duplicate,
     loss or reordering apart from the worker's."""

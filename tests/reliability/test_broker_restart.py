@@ -14,6 +14,7 @@ from tests.reliability.streams_under_test import (
     Producer,
     assert_equal_to_replay,
     audit_outputs,
+    gate_counts,
     make_stream,
 )
 from tests.support.stack_fixtures import RunEnv, start_worker, wait_for_http
@@ -47,8 +48,9 @@ def test_broker_restart_mid_stream_loses_nothing(local_stack: stack.StackConfig,
         # 60 s of idleness, then a lag measurement (every 10 s), before billing dated after the last usage applies.
         converge = assert_equal_to_replay(w.base_url, expected, 150, w.log(), settings, lines)
         outputs = audit_outputs(run_env, expected, summary)
+        gate = gate_counts(w.base_url, summary)
     finally:
         w.stop()
     summary["events_verified"] += expected.replay.inputs
     print(f"[broker] {len(lines)} events, {restarts} broker restart(s) mid-stream; converged in {converge:.1f}s; "
-          f"{outputs}")
+          f"{outputs}; usage gate {gate}")

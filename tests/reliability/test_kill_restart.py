@@ -20,6 +20,7 @@ from tests.reliability.streams_under_test import (
     Producer,
     assert_equal_to_replay,
     audit_outputs,
+    gate_counts,
     make_stream,
 )
 from tests.support.stack_fixtures import RunEnv, WorkerProc, start_worker, wait_for_http
@@ -63,13 +64,14 @@ def test_sigkilled_worker_restarts_and_ends_equal_to_replay(run_env: RunEnv, soa
         assert wait_for_http(f"{w.base_url}/ready", 90, w.proc)
         converge = assert_equal_to_replay(w.base_url, expected, 90, w.log(), settings, lines)
         outputs = audit_outputs(run_env, expected, summary)
+        gate = gate_counts(w.base_url, summary)
     finally:
         for p in workers:
             p.stop()
     summary["events_verified"] += expected.replay.inputs
     print(f"[kill] {len(lines)} events, {len(expected.accounts)} accounts, {kills} SIGKILLs, recovery "
           f"(restart -> /ready) {[round(r, 1) for r in recoveries]} s, converged {converge:.1f}s after the "
-          f"last restart; {outputs}")
+          f"last restart; {outputs}; usage gate of the last process {gate}")
 
 
 def test_one_of_two_workers_sigkilled_the_other_takes_over(run_env: RunEnv, soak: bool,
@@ -95,10 +97,11 @@ def test_one_of_two_workers_sigkilled_the_other_takes_over(run_env: RunEnv, soak
         converge = assert_equal_to_replay(w1.base_url, expected, 90, w1.log(), settings, lines, w1.proc.pid)
         failover_s = time.monotonic() - killed
         outputs = audit_outputs(run_env, expected, summary)
+        gate = gate_counts(w1.base_url, summary)
     finally:
         w1.stop()
         w2.stop()
     summary["events_verified"] += expected.replay.inputs
     summary["recovery_s"].append(failover_s)
     print(f"[failover] {len(lines)} events, w2 SIGKILLed after half; w1 served every account equal to replay "
-          f"{failover_s:.1f}s after the kill (converged {converge:.1f}s); {outputs}")
+          f"{failover_s:.1f}s after the kill (converged {converge:.1f}s); {outputs}; usage gate of w1 {gate}")
