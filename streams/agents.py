@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# A billing partition that usage waits for (ADR 0009) and that made no progress for this long, with records left
+# on the broker, is read again (monotonic seconds; longer than a fetch round trip, shorter than the 10-s stall check).
+BLOCKING_PATIENCE_S = 3.0
+
 # Accounts re-published per publish tick after a rebalance: bounds the time the event loop spends per tick
 # (a read model costs ~0.1-0.2 ms, so 2,000 is ~0.3 s).
 REPUBLISH_CHUNK = 2000
@@ -348,11 +352,45 @@ def register(ctx: Context) -> None:
         """Usage waiting for its billing partition (ADR 0009) is released by the batch that brings the billing;
         when none comes (the billing partition turned out read to its end, or the input stopped), here."""
         if not gate.partitions_waiting():
+            blocking_since.clear()
             return
         try:
             await _apply_batch([])
+            await _revive_blocking_billing()
         except Exception as exc:
             _fail_stop("release_waiting_usage", exc)
+
+    # Billing partition -> (its next offset, monotonic time first seen there) while usage waits for it.
+    blocking_since: dict[Any, tuple[int, float]] = {}
+
+    async def _revive_blocking_billing() -> None:
+        """A billing partition that usage waits for, with records on the broker past its next offset and no
+        progress for BLOCKING_PATIENCE_S, is read again from there at once, rather than at the 10-s stall check:
+        records Faust dropped at a rebalance (ADR 0007) now hold up usage too."""
+        now = time.monotonic()
+        waiting = set(gate.partitions_waiting())
+        for tp in [tp for tp in blocking_since if tp.partition not in waiting]:
+            del blocking_since[tp]
+        for p in waiting:
+            tp = TP(billing_name, p)
+            if not input_order.knows(tp) or tp not in app.consumer.assignment():
+                continue
+            try:
+                high = app.consumer.highwater(tp)
+            except Exception:
+                continue
+            expected = input_order.expected(tp)
+            if high is None or high <= expected:
+                blocking_since.pop(tp, None)
+                continue
+            seen = blocking_since.get(tp)
+            if seen is None or seen[0] != expected:
+                blocking_since[tp] = (expected, now)
+            elif now - seen[1] >= BLOCKING_PATIENCE_S:
+                log.info("input order: %s[%d] holds records from %d to %d that usage waits for, none applied "
+                         "for %.0f s; read again", tp.topic, p, expected, high - 1, now - seen[1])
+                del blocking_since[tp]
+                await _rewind(tp, expected)
 
     async def _drain_send_buffer() -> None:
         buffer = app.producer.buffer
@@ -697,6 +735,7 @@ def register(ctx: Context) -> None:
         stalled_at.clear()
         # Waiting usage was never acknowledged: it is read again from the committed offset, like the rest.
         gate.forget()
+        blocking_since.clear()
         metrics.usage_waiting.set(0)
         # Accounts that arrived with this rebalance may hold billing this worker has never seen: the next tick
         # scans every owned account once (rebuilding `holding`), as after a restart.

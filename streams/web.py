@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,6 +15,23 @@ from streams.domain.aggregate import decode_aggregate, read_model
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
+
+
+def owner_unreachable_is_503(get: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+    """Faust's table_route proxies a request to the worker that owns the key; when that worker is gone (killed,
+    before the group moves its partitions) the proxy call raised, and aiohttp logged a traceback and answered 500
+    for every such request. Answer 503 instead: the key is served again once the rebalance is done."""
+
+    @functools.wraps(get)
+    async def wrapper(view: View, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return await get(view, request, *args, **kwargs)
+        except aiohttp.ClientError as exc:
+            body = {"error": "the worker that owns this key is unreachable; retry after the rebalance",
+                    "detail": type(exc).__name__}
+            return view.bytes(orjson.dumps(body), content_type="application/json", status=503)
+
+    return wrapper
 
 
 def register(ctx: Context) -> None:
@@ -47,6 +67,7 @@ def register(ctx: Context) -> None:
     class AccountHealth(View):
         """The account's live health record, served by the worker that owns the account's partition."""
 
+        @owner_unreachable_is_503
         @app.table_route(table=table, match_info="account_id")  # type: ignore[arg-type]
         async def get(self, request: Request, account_id: str) -> Response:
             raw = table.get(account_id.encode())
@@ -58,6 +79,7 @@ def register(ctx: Context) -> None:
     class PortfolioView(View):
         """Company months, cohort cells or the summary, served by the worker that aggregates the portfolio."""
 
+        @owner_unreachable_is_503
         @app.table_route(table=ctx.account_to_cohort_inputs, exact_key="portfolio")  # type: ignore[arg-type]
         async def get(self, request: Request, part: str) -> Response:
             p = ctx.portfolio
