@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -37,10 +37,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-# An input partition with records left on the broker past its next offset that made no progress for this long is
-# read again (monotonic seconds): Faust dropped its tail at a rebalance (ADR 0007). Shorter for a billing partition
-# that usage waits for (ADR 0009). Both are well above a fetch round trip and a batch (~0.6 s at full load).
-STALL_PATIENCE_S = 5.0
+# A billing partition that usage waits for (ADR 0009) and that made no progress for this long, with records left
+# on the broker, is read again (monotonic seconds; longer than a fetch round trip, shorter than the 10-s stall check).
 BLOCKING_PATIENCE_S = 3.0
 
 # Accounts re-published per publish tick after a rebalance: bounds the time the event loop spends per tick
@@ -221,32 +219,28 @@ def register(ctx: Context) -> None:
                 await _rewind(tp, offset)
         return accepted
 
-    # Input partition -> (its next offset, monotonic time first seen there) while records are left past it.
-    stalled_since: dict[Any, tuple[int, float]] = {}
+    stalled_at: dict[Any, int] = {}  # input partition -> its next offset at the previous lag measurement
 
-    async def _revive_stalled(highwaters: Mapping[Any, int | None], patience_s: Callable[[Any], float]) -> None:
-        """A partition holding records past its next offset that made no progress for its patience is read again
-        from there. Covers what the order guard cannot see from records alone: records Faust dropped at the tail
-        of a partition after a rebalance (nothing arrives after them to reveal the gap), and a rewind whose seek
-        was undone. Called every second with the consumer's own high watermarks (from its last fetch of each
-        partition), and every 10 s with the broker's (a paused partition is not fetched)."""
+    async def _revive_stalled(highwaters: Mapping[Any, int]) -> None:
+        """A partition holding records past its next offset that made no progress between two lag measurements
+        (10 s) is read again from there. Covers what the order guard cannot see from records alone: records
+        Faust dropped at the tail of a partition (nothing arrives after them to reveal the gap), and a rewind
+        whose seek was undone."""
         tps = {tp: high for tp, high in highwaters.items() if tp.topic in input_topics and high is not None}
         await _start_partitions({tp for tp in tps if not input_order.knows(tp)})
-        now = time.monotonic()
         for tp, high in tps.items():
             if not input_order.knows(tp):
                 continue
             expected = input_order.expected(tp)
-            seen = stalled_since.get(tp)
             if high <= expected:
-                stalled_since.pop(tp, None)
-            elif seen is None or seen[0] != expected:
-                stalled_since[tp] = (expected, now)
-            elif now - seen[1] >= patience_s(tp):
-                log.info("input order: %s[%d] holds records from %d to %d, none applied for %.0f s; read again",
-                         tp.topic, tp.partition, expected, high - 1, now - seen[1])
-                del stalled_since[tp]
+                stalled_at.pop(tp, None)
+            elif stalled_at.get(tp) == expected:
+                log.info("input order: %s[%d] holds records from %d to %d, none applied for 10 s; read again",
+                         tp.topic, tp.partition, expected, high - 1)
+                stalled_at.pop(tp)
                 await _rewind(tp, expected)
+            else:
+                stalled_at[tp] = expected
 
     def _drop(msg: Any) -> None:
         """Take a record out of Faust's acknowledgement: never committed, so it is read again."""
@@ -317,12 +311,8 @@ def register(ctx: Context) -> None:
         async with batch_lock:
             await _apply_batch_locked(events)
 
-    last_batch_full = [False]  # the agent's last batch had batch_size events: it is behind, not starved
-
     async def _apply_batch_locked(events: list[Any]) -> None:
         started = time.perf_counter()
-        if events:
-            last_batch_full[0] = len(events) >= settings.batch_size
         records = []
         messages = []
         rerouted = 0
@@ -375,34 +365,47 @@ def register(ctx: Context) -> None:
     @app.timer(interval=1.0)
     async def release_waiting_usage() -> None:
         """Usage waiting for its billing partition (ADR 0009) is released by the batch that brings the billing;
-        when none comes (the billing partition turned out read to its end, or the input stopped), here. Also the
-        quick stall check: a partition that stopped short of its high watermark is read again after
-        STALL_PATIENCE_S, or BLOCKING_PATIENCE_S for a billing partition that usage waits for."""
+        when none comes (the billing partition turned out read to its end, or the input stopped), here."""
+        if not gate.partitions_waiting():
+            blocking_since.clear()
+            return
         try:
-            if gate.partitions_waiting():
-                await _apply_batch([])
-            # Only while batches come in short: with full batches, Faust's buffers hold more than one batch, and a
-            # partition's records can wait there behind others' for seconds (the 10-s check covers that case).
-            if not last_batch_full[0]:
-                await _revive_stalled(_local_highwaters(), _patience)
+            await _apply_batch([])
+            await _revive_blocking_billing()
         except Exception as exc:
             _fail_stop("release_waiting_usage", exc)
 
-    def _local_highwaters() -> dict[Any, int | None]:
-        consumer = app.consumer
-        out: dict[Any, int | None] = {}
-        for tp in consumer.assignment():
-            if tp.topic in input_topics:
-                try:
-                    out[tp] = consumer.highwater(tp)
-                except Exception:  # not fetched yet, or revoked meanwhile
-                    continue
-        return out
+    # Billing partition -> (its next offset, monotonic time first seen there) while usage waits for it.
+    blocking_since: dict[Any, tuple[int, float]] = {}
 
-    def _patience(tp: Any) -> float:
-        if tp.topic == billing_name and tp.partition in gate.waiting:
-            return BLOCKING_PATIENCE_S
-        return STALL_PATIENCE_S
+    async def _revive_blocking_billing() -> None:
+        """A billing partition that usage waits for, with records on the broker past its next offset and no
+        progress for BLOCKING_PATIENCE_S, is read again from there at once, rather than at the 10-s stall check:
+        records Faust dropped at a rebalance (ADR 0007) now hold up usage too."""
+        now = time.monotonic()
+        waiting = set(gate.partitions_waiting())
+        for tp in [tp for tp in blocking_since if tp.partition not in waiting]:
+            del blocking_since[tp]
+        for p in waiting:
+            tp = TP(billing_name, p)
+            if not input_order.knows(tp) or tp not in app.consumer.assignment():
+                continue
+            try:
+                high = app.consumer.highwater(tp)
+            except Exception:
+                continue
+            expected = input_order.expected(tp)
+            if high is None or high <= expected:
+                blocking_since.pop(tp, None)
+                continue
+            seen = blocking_since.get(tp)
+            if seen is None or seen[0] != expected:
+                blocking_since[tp] = (expected, now)
+            elif now - seen[1] >= BLOCKING_PATIENCE_S:
+                log.info("input order: %s[%d] holds records from %d to %d that usage waits for, none applied "
+                         "for %.0f s; read again", tp.topic, p, expected, high - 1, now - seen[1])
+                del blocking_since[tp]
+                await _rewind(tp, expected)
 
     async def _drain_send_buffer() -> None:
         buffer = app.producer.buffer
@@ -704,7 +707,7 @@ def register(ctx: Context) -> None:
         except Exception:
             return
         measured_at = time.monotonic()  # after the answer: during an outage the call blocks for a long time
-        await _revive_stalled(highwaters, lambda _tp: 10.0)
+        await _revive_stalled(highwaters)
         committed = consumer._committed_offset  # type: ignore[attr-defined]  # Faust: last commit per partition
         behind = 0
         first_behind = ""
@@ -746,9 +749,10 @@ def register(ctx: Context) -> None:
         republish[:] = list(table.keys())
         # Every partition starts again from the group's committed offset (ADR 0007).
         input_order.reset()
-        stalled_since.clear()
+        stalled_at.clear()
         # Waiting usage was never acknowledged: it is read again from the committed offset, like the rest.
         gate.forget()
+        blocking_since.clear()
         decoded_states.clear()  # accounts may have moved; recovered values are decoded afresh
         metrics.usage_waiting.set(0)
         # Accounts that arrived with this rebalance may hold billing this worker has never seen: the next tick
