@@ -29,7 +29,6 @@ from streams.ingest.outcome import Skipped
 from streams.offset_order import InputOrder, Verdict
 from streams.partitioning import PartitionCache
 from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
-from streams.state_cache import DecodedStates
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -94,23 +93,9 @@ def register(ctx: Context) -> None:
         logging.shutdown()
         os._exit(70)  # EX_SOFTWARE
 
-    # ADR 0008 step 2: the aggregates this worker wrote last, by the bytes written; a batch touching an account
-    # again starts from the object when the table still holds those bytes, and skips decode_state (~10% of the
-    # worker's self time in docs/benchmarks/worker-profile.md).
-    decoded_states: DecodedStates[AccountAggregate] = DecodedStates(settings.state_cache_accounts)
-
     def load_state(account_id: str) -> AccountAggregate | None:
-        key = account_id.encode()
-        raw = table.get(key)
-        if raw is None:
-            return None
-        agg = decoded_states.get(key, raw)
-        if agg is None:
-            return decode_aggregate(raw)
-        # The object is about to change for this batch, which decides its health record again when it writes it:
-        # a coalesced record of the previous batch must not be published from it meanwhile (ADR 0005's order).
-        pending_health.pop(account_id, None)
-        return agg
+        raw = table.get(account_id.encode())
+        return decode_aggregate(raw) if raw is not None else None
 
     # ADR 0007: Faust can hand a partition's records to the agent out of offset order around a rebalance
     # (records fetched while the flow is suspended are dropped, stale fetches arrive after a seek), and the
@@ -490,9 +475,7 @@ def register(ctx: Context) -> None:
         await _ensure_changelog_metadata()
         for account_id, agg in states.items():
             value = encode_aggregate(agg)
-            key = account_id.encode()
-            table[key] = value
-            decoded_states.put(key, value, agg)
+            table[account_id.encode()] = value
             metrics.state_bytes.observe(len(value))
         now = time.monotonic()
         interval = settings.publish_interval_s
@@ -753,7 +736,6 @@ def register(ctx: Context) -> None:
         # Waiting usage was never acknowledged: it is read again from the committed offset, like the rest.
         gate.forget()
         blocking_since.clear()
-        decoded_states.clear()  # accounts may have moved; recovered values are decoded afresh
         metrics.usage_waiting.set(0)
         # Accounts that arrived with this rebalance may hold billing this worker has never seen: the next tick
         # scans every owned account once (rebuilding `holding`), as after a restart.

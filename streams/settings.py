@@ -44,9 +44,6 @@ class Settings(BaseSettings):
     # 2000, not 500: fewer, larger batches and table writes; with the producer batching below, +65% events/s
     # in the benchmark (ADR 0008; the two changes were measured together).
     batch_size: int = Field(2000, ge=1, le=100_000, description="Events per stream.take batch.")
-    # Decoded account states kept in memory, by the bytes last written for them (ADR 0008): a batch that touches
-    # an account again skips decoding. Accounts; 0 turns it off. About 9 KB of memory each (90 MB at the default).
-    state_cache_accounts: int = Field(10_000, ge=0, le=10_000_000)
     batch_timeout_s: float = Field(0.2, gt=0, le=60, description="Max wait to fill a batch, seconds.")
     max_event_bytes: int = Field(64 * 1024, ge=256, le=10 * 1024 * 1024)
     # Producer batching for changelog, health, alert and cohort sends (ADR 0008): how long a send may wait for
