@@ -68,6 +68,15 @@ def hostile(rng: random.Random, account: str, n: int) -> bytes:
     return orjson.dumps({**ok, "occurred_at": "2026-02-01T10:00:00+05:30"})  # a legal offset, valid
 
 
+def _type_of(raw: bytes) -> str | None:
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    typed = obj.get("type") if isinstance(obj, dict) else None
+    return typed if isinstance(typed, str) else None
+
+
 def metric_totals(text: str) -> Counter[str]:
     out: Counter[str] = Counter()
     for line in text.splitlines():
@@ -96,6 +105,13 @@ def test_every_hostile_input_is_processed_duplicate_or_dead_lettered(run_env: Ru
             account = rng.choice(accounts)
             raw = hostile(rng, account, i)
             topic = rng.choice([billing, usage])
+            # An input that names its type goes to that type's topic, as the normaliser routes it. A usage event
+            # on the billing topic makes its lateness depend on how the worker interleaves the two topics (event
+            # time, batch by batch; ADR 0006), which no verifier can predict: the check failed now and then when
+            # one batch held both topics' records. Inputs without a readable type stay on a random topic.
+            typed = _type_of(raw)
+            if typed is not None:
+                topic = billing if typed in BILLING else usage
             records.append((topic, account.encode(), raw))
         else:
             raw = valid[vi]
