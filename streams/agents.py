@@ -667,7 +667,7 @@ def register(ctx: Context) -> None:
             return
         # Only final months (the event-time front past their end plus the lateness allowance): interim figures
         # would give one record id two bodies across recomputations and restarts.
-        front = _effective_front(max(watermarks.values(), default=-settings.watermark_delay_s))
+        front = _portfolio_front()
         records = portfolio_alert_records(portfolio, ctx.rules.thresholds, final_until_s=front,
                                           lateness_days=ctx.domain.allowed_lateness_days)
         for record in records:
@@ -676,6 +676,19 @@ def register(ctx: Context) -> None:
             topics["alerts"].send_soon(key=b"portfolio", value=record.model_dump_json().encode())
             metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
             published_portfolio.add(record.record_id)
+
+    def _portfolio_front() -> float:
+        """The event time every usage partition of this worker has reached: the lowest of their effective
+        watermarks (an idle partition follows the highest, ADR 0004), or the wall clock once the input is
+        exhausted. The highest let one partition running ahead after a restart call a month final before another
+        partition's cohort snapshots for it arrived: one company_nps record id with two bodies (20 vs 17 NPS
+        answers) in a clean-clone SIGKILL check. With several workers this is still only this worker's
+        partitions (docs/reliability/README.md, open)."""
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == usage_name}
+        marks = [_effective_watermark(p) for p in owned]
+        if not owned or any(m is None for m in marks):
+            return time.time() if _input_exhausted() else 0.0
+        return _effective_front(min(m for m in marks if m is not None))
 
     @app.timer(interval=10.0)
     async def report_table_sizes_and_lag() -> None:
