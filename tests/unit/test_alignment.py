@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import orjson
 
 from streams.alignment import UsageGate, align
 from streams.domain.aggregate import AccountAggregate, Rules
 from streams.domain.config import DomainConfig
 from streams.processing import InputRecord, apply_decoded, decode_records, process_batch
-from tests.unit.domain.factories import at, event, session
+from tests.unit.test_processing import BILLING, USAGE, paying_team_that_schedules_a_cancellation
 
 CONFIG = DomainConfig()
 RULES = Rules.load(None, CONFIG)
-BILLING, USAGE = "billing-events", "usage-events"
 T0 = 1_767_600_000.0  # an event time, epoch seconds
 
 
@@ -86,22 +83,6 @@ def test_a_rebalance_forgets_waiting_records_and_what_was_read_of_billing() -> N
 
 # --- across batches, through decode -> gate -> domain, as the agent runs it -----------------------------------
 
-def record(ev, topic: str, offset: int) -> InputRecord:
-    return InputRecord(ev.model_dump_json().encode(), topic, 0, offset)
-
-
-def team_that_schedules_a_cancellation() -> tuple[list[InputRecord], list[InputRecord]]:
-    """(billing, usage) of one account: daily use for a week, a cancellation scheduled on day 2."""
-    start = at("2026-01-05T09:00:00Z")
-    billing = [
-        record(event("subscription.started", start - timedelta(days=1), plan="team", seats=5, mrr=19900), BILLING, 0),
-        record(event("subscription.cancel_scheduled", start + timedelta(days=1, hours=12),
-                     cancel_at=start + timedelta(days=30)), BILLING, 1),
-    ]
-    usage = [record(session(start + timedelta(days=d)), USAGE, d) for d in range(7)]
-    return billing, usage
-
-
 def alerts_over_batches(batches: list[list[InputRecord]], *, gated: bool) -> list[tuple[str, str, str]]:
     """Each batch applied as the worker does; billing counts as caught up once all of it has been read."""
     store: dict[str, AccountAggregate] = {}
@@ -125,7 +106,7 @@ def alerts_over_batches(batches: list[list[InputRecord]], *, gated: bool) -> lis
 
 
 def test_billing_read_a_batch_behind_usage_gives_the_time_ordered_alerts() -> None:
-    billing, usage = team_that_schedules_a_cancellation()
+    billing, usage = paying_team_that_schedules_a_cancellation()
     in_time_order = process_batch(sorted(billing + usage, key=lambda r: orjson.loads(r.value)["occurred_at"]),
                                   lambda _: None, CONFIG, max_event_bytes=65536, rules=RULES)
     expected = [(a.trigger, a.transition, a.occurred_at.isoformat()) for a in in_time_order.alerts]
