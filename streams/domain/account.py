@@ -270,8 +270,11 @@ def apply_event(
     *,
     source: str | None = None,
     offset: int | None = None,
+    at_s: int | None = None,
 ) -> ApplyResult:
     """Apply one canonical event. For speed the state is MUTATED IN PLACE and returned as result.state.
+
+    `at_s`, when the caller has it, is int(event.occurred_at.timestamp()) (saves converting the datetime again).
 
     Callers that need the old state must copy it first (decode_state(encode_state(s)) is an exact copy).
     Outcomes: `duplicate` (offset already applied, or event id among the newest N ids) and `too_late` (dated
@@ -286,12 +289,14 @@ def apply_event(
         done = state.offsets.get(source)
         if done is not None and offset <= done:
             return ApplyResult(state, "duplicate", [])
-    billing = event.type in BILLING_TYPES
+    etype = event.type
+    billing = etype in BILLING_TYPES
     # Fingerprint of the event id; its lowest bit says which stream it came from (per-stream forgetting).
     efp = (crc32(event.event_id.encode()) & ~1) | billing
     if efp in state.seen_fps:
         return ApplyResult(state, "duplicate", [])
-    at_s = int(event.occurred_at.timestamp())
+    if at_s is None:
+        at_s = int(event.occurred_at.timestamp())
     day = at_s // DAY_S
     last = state.last_billing_s if billing else state.last_event_s
     if last is not None and day < last // DAY_S - config.allowed_lateness_days:
@@ -327,7 +332,7 @@ def apply_event(
     first = state.first_seen_day
     if first is None or day < first:
         state.first_seen_day = day
-    if _HANDLERS[event.type](state, event, at_s, day, config) or refresh:
+    if _HANDLERS[etype](state, event, at_s, day, config) or refresh:
         state.stage = lifecycle_stage(state, state.as_of_day, config)
     return ApplyResult(state, "processed", [])
 

@@ -115,8 +115,10 @@ def _utc(seconds: int) -> datetime:
 
 
 def _newest_event_s(state: AccountState) -> int | None:
-    times = [t for t in (state.last_event_s, state.last_billing_s) if t is not None]
-    return max(times) if times else None
+    usage, billing = state.last_event_s, state.last_billing_s
+    if usage is None:
+        return billing
+    return usage if billing is None or usage >= billing else billing
 
 
 def _book(agg: AccountAggregate) -> AlertBook:
@@ -190,8 +192,8 @@ def release_held(agg: AccountAggregate, config: DomainConfig, rules: Rules | Non
     alerts: list[AlertRecord] = []
     ledger_changed = False
     while held and held[0][0] <= up_to_s:
-        _, raw = held.pop(0)
-        applied = _apply_now(agg, canonical_event_adapter.validate_json(raw), config, None, None, rules)
+        at_s, raw = held.pop(0)
+        applied = _apply_now(agg, canonical_event_adapter.validate_json(raw), config, None, None, rules, at_s)
         alerts.extend(applied.alerts)
         ledger_changed = ledger_changed or applied.ledger_changed
     return Released(alerts, ledger_changed)
@@ -260,13 +262,13 @@ def act(agg: AccountAggregate, action: AlertAction, rules: Rules) -> list[AlertR
     return records
 
 
-def _billing_checkpoint(agg: AccountAggregate, event: CanonicalEvent, rules: Rules) -> list[AlertRecord]:
+def _billing_checkpoint(agg: AccountAggregate, event: CanonicalEvent, rules: Rules, event_s: int) -> list[AlertRecord]:
     """Billing triggers right away, at the billing stream's time. The book's clock is left where the usage
     checkpoints put it: billing may be read weeks ahead of usage while a worker catches up, and usage rules
     must not be judged at a time whose usage has not arrived yet."""
     book = _book(agg)
     usage_clock = book.as_of_s
-    at_s = max(int(event.occurred_at.timestamp()), agg.state.last_billing_s or 0)
+    at_s = max(event_s, agg.state.last_billing_s or 0)
     records = _evaluate_at(agg, at_s, rules, event.occurred_at, only_billing=True)
     book.as_of_s = usage_clock if usage_clock else book.as_of_s
     return records
@@ -280,32 +282,41 @@ def apply(
     source: str | None = None,
     offset: int | None = None,
     rules: Rules | None = None,
+    at_s: int | None = None,
 ) -> Applied:
     """Apply one event to every part of the account; mutates `agg` in place and returns it.
 
     A billing event dated after the account's usage front is held (ADR 0006) and applied when usage or a tick
     passes it; a usage event first closes the days before it and applies the held billing before it. With
-    `rules`, alerts are evaluated at the checkpoints described in the module docstring.
+    `rules`, alerts are evaluated at the checkpoints described in the module docstring. `at_s`, when the caller
+    has it, is int(event.occurred_at.timestamp()) (saves converting the datetime again).
     """
-    at_s = int(event.occurred_at.timestamp())
+    if at_s is None:
+        at_s = int(event.occurred_at.timestamp())
     if event.type in BILLING_TYPES:
         if at_s > usage_front(agg):
             return _hold(agg, event, at_s, source, offset)
-        return _apply_now(agg, event, config, source, offset, rules)
+        return _apply_now(agg, event, config, source, offset, rules, at_s)
     state = agg.state
     alerts: list[AlertRecord] = _NO_ALERTS
     ledger_changed = False
-    moves_clock = state.last_event_s is None or at_s > state.last_event_s
-    if moves_clock and not (source is not None and offset is not None and already_applied(state, source, offset)):
+    last = state.last_event_s
+    if (last is None or at_s > last) and not (
+        source is not None and offset is not None and already_applied(state, source, offset)
+    ):
         # Only events that will be applied can move the usage clock (duplicates and late events are older).
-        if rules is not None:
+        # Both calls are skipped when they have nothing to do (the common case: most usage events land on the
+        # usage clock's day with nothing held before them): close_days starts at the clock day at the earliest.
+        if rules is not None and (last is None or state.engagement.clock_day < at_s // DAY_S):
             closed = close_days(agg, rules, at_s // DAY_S, config)
             alerts, ledger_changed = closed.alerts, closed.ledger_changed
-        released = release_held(agg, config, rules, at_s)
-        if released.alerts:
-            alerts = alerts + released.alerts
-        ledger_changed = ledger_changed or released.ledger_changed
-    applied = _apply_now(agg, event, config, source, offset, rules)
+        held = agg.held
+        if held and held[0][0] <= at_s:
+            released = release_held(agg, config, rules, at_s)
+            if released.alerts:
+                alerts = alerts + released.alerts
+            ledger_changed = ledger_changed or released.ledger_changed
+    applied = _apply_now(agg, event, config, source, offset, rules, at_s)
     if not alerts and not ledger_changed:
         return applied
     return Applied(agg, applied.outcome, ledger_changed or applied.ledger_changed, alerts + applied.alerts)
@@ -333,14 +344,15 @@ def _apply_now(
     source: str | None,
     offset: int | None,
     rules: Rules | None,
+    at_s: int,
 ) -> Applied:
     """The event reaches the state now: engagement / subscription, MRR ledger, NPS, billing checkpoint."""
     alerts: list[AlertRecord] = _NO_ALERTS
-    billing = event.type in BILLING_TYPES
-    result = apply_event(agg.state, event, config, source=source, offset=offset)
+    etype = event.type
+    billing = etype in BILLING_TYPES
+    result = apply_event(agg.state, event, config, source=source, offset=offset, at_s=at_s)
     if result.outcome != "processed":
         return Applied(agg, result.outcome, False, alerts)
-    etype = event.type
     changed = False
     if billing:
         try:
@@ -357,15 +369,17 @@ def _apply_now(
             # practice; if it does, the ledger keeps its folded history and the event still counts once.
             changed = False
         if rules is not None:
-            alerts = alerts + _billing_checkpoint(agg, event, rules)
+            alerts = alerts + _billing_checkpoint(agg, event, rules, at_s)
     elif etype == "nps.responded":
-        changed = record_nps_response(agg, event)  # type: ignore[arg-type]
+        changed = record_nps_response(agg, event, at_s)
     return Applied(agg, "processed", changed, alerts)
 
 
-def record_nps_response(agg: AccountAggregate, event: Any) -> bool:
-    """Keep the newest response per (month, user), bounded; True when monthly NPS inputs changed."""
-    at_s = int(event.occurred_at.timestamp())
+def record_nps_response(agg: AccountAggregate, event: Any, at_s: int | None = None) -> bool:
+    """Keep the newest response per (month, user), bounded; True when monthly NPS inputs changed. `at_s`: the
+    event's whole epoch seconds when the caller has them."""
+    if at_s is None:
+        at_s = int(event.occurred_at.timestamp())
     month = _month(at_s)
     keep = []
     for item in agg.nps:

@@ -466,7 +466,7 @@ def evaluate_account(
     if state.status == "canceled" and not any(slot.is_open for slot in book.slots.values()):
         book.as_of_s = now_s  # a lost customer with nothing open: no rule can open anything
         return book, []
-    a = assess(state, when, rs, config, health)
+    a = assess(state, when, rs, config, health, triggers)
     signals = a.signals if triggers is None else [sig for sig in a.signals if triggers(sig.trigger)]
     return evaluate(book, state, signals, when, rs, AlertContext(a.health, triggered_by_event_at, a.stage))
 

