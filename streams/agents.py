@@ -29,6 +29,7 @@ from streams.ingest.outcome import Skipped
 from streams.offset_order import InputOrder, Verdict
 from streams.partitioning import PartitionCache
 from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
+from streams.state_cache import StateCache
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -93,9 +94,67 @@ def register(ctx: Context) -> None:
         logging.shutdown()
         os._exit(70)  # EX_SOFTWARE
 
-    def load_state(account_id: str) -> AccountAggregate | None:
-        raw = table.get(account_id.encode())
+    # ADR 0010: decoded account states, changed in memory by every batch and written to the table once per flush;
+    # the records applied to them are acknowledged after that write.
+    cache: StateCache[bytes, AccountAggregate, Any] = StateCache(settings.state_cache_accounts)
+    ctx.load_account = lambda key: cache.get(key, _decode_from_table)
+    # The cache holds values of Faust's rebalance count `cache_generation`: a rebalance re-reads every partition
+    # from the group's committed offset and recovers or hands over the table, so the values of an earlier count
+    # are dropped. Code that loaded values at a count and awaited since checks the count again before it keeps or
+    # writes them.
+    cache_generation = [app.rebalancing_count]
+
+    def _decode_from_table(key: bytes) -> AccountAggregate | None:
+        raw = table.get(key)
         return decode_aggregate(raw) if raw is not None else None
+
+    def load_state(account_id: str) -> AccountAggregate | None:
+        return cache.get(account_id.encode(), _decode_from_table)
+
+    def _generation() -> int:
+        """The current rebalance count, with the cache emptied first if it holds values of an earlier one (their
+        unwritten changes are lost on purpose: their records were never acknowledged and are read again)."""
+        if app.rebalancing_count == cache_generation[0]:
+            return cache_generation[0]
+        dropped = cache.discard()
+        cache_generation[0] = app.rebalancing_count
+        pending_health.clear()  # objects of the discarded cache; the new assignment re-publishes (mark_ready)
+        if dropped:
+            metrics.state_cache_dropped.inc(dropped)
+            log.info("state cache: a rebalance started; %d unwritten account states dropped, their records are "
+                     "read again from the committed offset", dropped)
+        return cache_generation[0]
+
+    def _still(gen: int) -> bool:
+        """No rebalance started since `gen`: what was loaded at `gen` may still be kept, written, acknowledged."""
+        return app.rebalancing_count == gen
+
+    async def _flush_states() -> None:
+        """Write every account state changed since the last flush to the table once (its changelog), hand the
+        writes to the Kafka client, then acknowledge the records applied to them (ADR 0010). The caller holds
+        `state_lock`, so no batch changes a state between its encoding and its acknowledgement."""
+        gen = _generation()
+        if cache.dirty_since is None:
+            return
+        started = time.perf_counter()
+        await _ensure_changelog_metadata()
+        if not _still(gen):
+            return
+        out = cache.take()
+        for key, agg in out.states.items():  # no await in this loop: the writes are one step
+            value = encode_aggregate(agg)
+            table[key] = value
+            metrics.state_bytes.observe(len(value))
+        await _drain_send_buffer()
+        if _still(gen):  # else the partitions may be another worker's now: the re-read dedupes by offset
+            _acknowledge(out.acks)
+        metrics.state_flushes.inc()
+        metrics.state_flush_accounts.inc(len(out.states))
+        metrics.state_flush_duration.observe(time.perf_counter() - started)
+
+    async def _flush_if_due() -> None:
+        if cache.due(time.monotonic(), settings.state_flush_interval_s, settings.state_flush_accounts):
+            await _flush_states()
 
     # ADR 0007: Faust can hand a partition's records to the agent out of offset order around a rebalance
     # (records fetched while the flow is suspended are dropped, stale fetches arrive after a seek), and the
@@ -254,16 +313,18 @@ def register(ctx: Context) -> None:
             return False
         return high is not None and input_order.expected(tp) >= high
 
-    async def _align(items: list[DecodedRecord], messages: list[Any]) -> tuple[list[DecodedRecord], list[Any]]:
-        """The records to apply now and the messages of waiting records released by this call (to acknowledge
-        once applied). Billing and alert actions always pass; usage passes up to its billing partition's bound."""
+    async def _align(items: list[DecodedRecord], messages: list[Any]
+                     ) -> tuple[list[DecodedRecord], list[Any], list[Any]]:
+        """The records to apply now, the messages of waiting records released by this call (to acknowledge once
+        applied) and the messages of this batch that start waiting. Billing and alert actions always pass; usage
+        passes up to its billing partition's bound."""
         partitions = partitions_to_check(gate, items, usage_name)
         if partitions:
             await _start_partitions({TP(billing_name, p) for p in partitions})
         aligned = align(gate, zip(items, messages, strict=True), usage_name, billing_name, _billing_caught_up,
                         time.monotonic())
-        for msg in aligned.deferred:
-            _drop(msg)  # not acknowledged with the batch: acknowledged once applied (_acknowledge)
+        # Deferred messages are out of Faust's acknowledgement like the whole batch (_apply_batch_locked) and are
+        # left out of the flush's acknowledgements until released.
         if aligned.deferred:
             metrics.usage_waited.inc(len(aligned.deferred))
         for p, n in aligned.forced.items():
@@ -272,7 +333,7 @@ def register(ctx: Context) -> None:
                         "(ADR 0009)", p, n, p)
         if partitions:
             metrics.usage_waiting.set(gate.count())
-        return aligned.ready, aligned.released
+        return aligned.ready, aligned.released, aligned.deferred
 
     def _acknowledge(messages: list[Any]) -> None:
         """Records that waited (taken out of Faust's acknowledgement by _drop) count as processed now."""
@@ -298,11 +359,14 @@ def register(ctx: Context) -> None:
 
     async def _apply_batch_locked(events: list[Any]) -> None:
         started = time.perf_counter()
+        gen = _generation()
         records = []
         messages = []
+        accepted = []  # applied, seen or re-routed: acknowledged by the flush after this batch
         rerouted = 0
         for ev, v in await _in_order(events):
             msg = ev.message
+            accepted.append(msg)
             key = msg.key
             # Records not on their account's partition would split an account's state across
             # workers: re-produce them keyed by account id (ADR 0002). A SEEN one was re-produced before.
@@ -322,21 +386,31 @@ def register(ctx: Context) -> None:
                 seen.setdefault(ev.message.tp, []).append(ev.message.offset)
             log.debug("input order: batch %s; %d applied or seen", {f"{tp.topic[-14:]}[{tp.partition}]": (
                 o[0], o[-1], len(o)) for tp, o in seen.items()}, len(records))
-        ready, released = await _align(decode_records(records, settings.max_event_bytes, actions_name), messages)
+        ready, released, deferred = await _align(decode_records(records, settings.max_event_bytes, actions_name),
+                                                 messages)
         if not ready and not events:
             return
         async with state_lock:
-            result = apply_decoded(ready, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes,
-                                   rules=ctx.rules)
-            _advance_watermarks(result.usage_by_partition)
-            await _publish(result.states, result.alerts, result.cohort_changed, result.dead_letters)
+            applied = _still(gen)
+            if applied:
+                result = apply_decoded(ready, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes,
+                                       rules=ctx.rules)
+                _advance_watermarks(result.usage_by_partition)
+                applied = await _publish(result.states, result.alerts, result.cohort_changed, gen,
+                                         result.dead_letters)
+            # The batch's records leave Faust's acknowledgement only now, so a rebalance still waits for the batch
+            # in flight (Faust's wait_empty). Applied, they are acknowledged by the flush that writes their states
+            # (ADR 0010), which also hands re-routed records to the Kafka client first; otherwise (a rebalance
+            # started meanwhile and the cache is dropped) never, and read again from the committed offset.
+            for ev in events:
+                _drop(ev.message)
+            if not applied:
+                return
             for account_id, agg in result.states.items():
                 _track_holding(account_id.encode(), agg)
-        # Take_events acks this batch when we return to it; Faust's commit flushes the Kafka client but its
-        # own send_soon buffer only while sends keep coming (it gives up after 0.1 s without progress). So
-        # the changelog writes and re-routed records are handed to the client before the batch is acked.
-        await _drain_send_buffer()
-        _acknowledge(released)
+            waiting = {id(msg) for msg in deferred}  # acknowledged once the gate releases them
+            cache.applied([msg for msg in accepted if id(msg) not in waiting] + released, time.monotonic())
+            await _flush_if_due()
         now = time.time()
         metrics.record_events(result.tally)
         metrics.record_dead_letters(result.dead_letter_reasons)
@@ -438,16 +512,16 @@ def register(ctx: Context) -> None:
 
     async def _publish(
         states: dict[str, AccountAggregate], alerts: list[Any], cohort_changed: set[str] | frozenset[str],
-        dead_letters: list[Any] | tuple[()] = (),
-    ) -> None:
+        gen: int, dead_letters: list[Any] | tuple[()] = (),
+    ) -> bool:
         """Persist and publish what a batch or a tick changed, in the order that keeps at-least-once true
-        across a SIGKILL at any point (ADR 0005):
+        across a SIGKILL at any point (ADR 0005). False when a rebalance started meanwhile: nothing is kept.
 
         1. alerts, dead letters and cohort inputs are sent and their delivery awaited: the state written next
            records them as done (alert book, offsets), so it must never reach the changelog before they do.
            Killed before step 2, the restarted worker recomputes them with the same ids (a raw duplicate
            that consumers dedupe by record id), never a loss;
-        2. the table writes (changelog), with no await in between;
+        2. the changed states are marked for the next flush (ADR 0010), which writes each to the table once;
         3. health records: coalesced per account, published at most every publish_interval_s unless the account
            has a new alert transition or cohort change (or was never published). A killed worker's pending
            records are re-published by the new owner after the rebalance (mark_ready).
@@ -472,12 +546,11 @@ def register(ctx: Context) -> None:
             metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
             if record.transition == "opened" and record.triggered_by_event_at is not None:
                 metrics.event_to_alert.observe(max(0.0, time.time() - record.triggered_by_event_at.timestamp()))
-        await _ensure_changelog_metadata()
-        for account_id, agg in states.items():
-            value = encode_aggregate(agg)
-            table[account_id.encode()] = value
-            metrics.state_bytes.observe(len(value))
+        if not _still(gen):  # `states` are values of the dropped cache
+            return False
         now = time.monotonic()
+        for account_id, agg in states.items():
+            cache.changed(account_id.encode(), agg, now)
         interval = settings.publish_interval_s
         for account_id, agg in states.items():
             last = last_published.get(account_id)
@@ -485,6 +558,7 @@ def register(ctx: Context) -> None:
                 _emit_health(account_id, agg)
             else:
                 pending_health[account_id] = agg
+        return True
 
     # Keys of owned accounts still to re-publish after a rebalance or restart (see mark_ready).
     republish: list[bytes] = []
@@ -492,21 +566,35 @@ def register(ctx: Context) -> None:
     @app.timer(interval=settings.publish_interval_s)
     async def publish_pending_health() -> None:
         """The coalesced health records of accounts that changed since their last publish; after a rebalance,
-        also every owned account, a chunk per tick, so records held in memory by a killed worker are not lost."""
-        for account_id, agg in list(pending_health.items()):
-            _emit_health(account_id, agg)
-        chunk, republish[:] = republish[:REPUBLISH_CHUNK], republish[REPUBLISH_CHUNK:]
-        if not chunk:
-            return
-        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == billing_name}
-        for key in chunk:
-            if partition_of(key) not in owned:
-                continue  # a standby copy: the active owner publishes it
-            raw = table.get(key)
-            if raw is not None:
-                _emit_health(key.decode(), decode_aggregate(raw))
+        also every owned account, a chunk per tick, so records held in memory by a killed worker are not lost.
+        Under `state_lock`: a batch's health records wait for its alerts' delivery (ADR 0005)."""
+        async with state_lock:
+            _generation()  # values of a previous assignment are not published
+            for account_id, agg in list(pending_health.items()):
+                _emit_health(account_id, agg)
+            chunk, republish[:] = republish[:REPUBLISH_CHUNK], republish[REPUBLISH_CHUNK:]
+            if not chunk:
+                return
+            owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == billing_name}
+            for key in chunk:
+                if partition_of(key) not in owned:
+                    continue  # a standby copy: the active owner publishes it
+                loaded = cache.get(key, _decode_from_table)
+                if loaded is not None:
+                    _emit_health(key.decode(), loaded)
         if len(last_published) > 2 * max(len(table), 1) + 10_000:
             last_published.clear()  # bound memory after rebalances moved accounts away
+
+    # Often enough that a flush is at most this late after state_flush_interval_s (monotonic seconds).
+    @app.timer(interval=min(1.0, max(0.05, settings.state_flush_interval_s / 2)))
+    async def flush_account_states() -> None:
+        """Changed account states are written once they waited state_flush_interval_s, also when no batch comes
+        to do it (ADR 0010)."""
+        try:
+            async with state_lock:
+                await _flush_if_due()
+        except Exception as exc:
+            _fail_stop("flush_account_states", exc)
 
     # Monotonic time of the last lag measurement that found every owned input partition fully read (0: never),
     # and per usage partition number, the last one that found that partition fully read.
@@ -559,21 +647,28 @@ def register(ctx: Context) -> None:
         if not todo and not releasable:
             return
         async with state_lock:
+            gen = _generation()
             changed: dict[str, AccountAggregate] = {}
             cohort_changed: set[str] = set()
             alerts: list[Any] = []
+            # Every owned account of the partitions to day-end: those in the table, and those only in the cache
+            # (first seen since the last flush).
             keys = [k for k in table if partition_of(k) in todo] if todo else []
+            if todo:
+                keys += [k for k in cache.dirty_keys() if partition_of(k) in todo and k not in table]
             keys += [k for k in releasable if partition_of(k) not in todo]
             for key in keys:
-                raw = table.get(key)
-                if raw is None:
+                agg = cache.get(key, _decode_from_table)
+                if agg is None:
                     continue
                 partition = partition_of(key)
-                agg = decode_aggregate(raw)
+                front_before = agg.front_s
                 ticked = tick(agg, datetime.fromtimestamp(marks[partition], tz=UTC), ctx.rules,
                               datetime.fromtimestamp(fronts[partition], tz=UTC))
                 _track_holding(key, agg)
-                if ticked.alerts or ticked.changed:
+                # A moved usage front alone is written too: the cached value the next batch meets has it, so the
+                # table must, or a worker recovering from it would hold billing the uninterrupted one applies.
+                if ticked.alerts or ticked.changed or agg.front_s != front_before:
                     changed[agg.account_id] = agg
                     alerts.extend(ticked.alerts)
                 if ticked.ledger_changed:
@@ -584,7 +679,7 @@ def register(ctx: Context) -> None:
                      "%d changed, %d cohort inputs", len(todo), len(releasable), len(holding), _input_exhausted(),
                      len(changed), len(cohort_changed))
             if changed:
-                await _publish(changed, alerts, cohort_changed)
+                await _publish(changed, alerts, cohort_changed, gen)
 
     @app.agent(topics["raw"], concurrency=1)
     async def normalize_raw_events(stream: Any) -> None:

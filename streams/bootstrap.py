@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,8 @@ class Context:
     account_to_cohort_inputs: Any  # faust Table[bytes, bytes]: account id -> cohort snapshot (1 partition)
     ready: bool = False
     cohort_dirty: bool = True
+    # The account agent's state, decoded and possibly newer than the table (ADR 0010): key -> aggregate or None.
+    load_account: Callable[[bytes], Any] = lambda key: None
     portfolio: Portfolio | None = None
 
 

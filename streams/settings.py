@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     # others to share its request, seconds, and the most bytes per partition batch.
     producer_linger_s: float = Field(0.005, ge=0, le=1)
     producer_max_batch_bytes: int = Field(512 * 1024, ge=16 * 1024, le=900 * 1024)
+    # Write-back of account states (ADR 0010): a changed state reaches the table (and its changelog) at most this
+    # long after its first unwritten change, seconds, or as soon as this many accounts wait to be written; the
+    # records applied to them are acknowledged (committed) after the write. Longer: fewer writes, more re-read
+    # after a crash or rebalance.
+    state_flush_interval_s: float = Field(2.0, ge=0.01, le=60)
+    state_flush_accounts: int = Field(20_000, ge=1, le=1_000_000)
+    # Decoded account states kept in memory besides the unwritten ones (least recently used out): ~9 KB each,
+    # so 20,000 is ~180 MB. An account in the cache costs no decode when its next event comes.
+    state_cache_accounts: int = Field(20_000, ge=0, le=10_000_000)
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
     data_dir: Path = Path("./.churnwatch-data")
     standby_replicas: int = Field(0, ge=0, le=8)

@@ -11,7 +11,7 @@ import orjson
 from faust.web import Request, Response, View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.domain.aggregate import decode_aggregate, read_model
+from streams.domain.aggregate import read_model
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -70,10 +70,10 @@ def register(ctx: Context) -> None:
         @owner_unreachable_is_503
         @app.table_route(table=table, match_info="account_id")  # type: ignore[arg-type]
         async def get(self, request: Request, account_id: str) -> Response:
-            raw = table.get(account_id.encode())
-            if raw is None:
+            agg = ctx.load_account(account_id.encode())  # the agent's newest state, not yet flushed ones too
+            if agg is None:
                 return _json(self, {"error": f"unknown account '{account_id}'"}, 404)
-            return _json(self, read_model(decode_aggregate(raw), ctx.domain))
+            return _json(self, read_model(agg, ctx.domain))
 
     @app.page("/portfolio/{part}")
     class PortfolioView(View):

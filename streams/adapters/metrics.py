@@ -85,6 +85,23 @@ class Metrics:
             "churnwatch_account_state_bytes", "Serialised size of an account's state when written, bytes.",
             buckets=(128, 256, 512, 768, 1024, 1536, 2048, 4096, 8192), registry=r,
         )
+        self.state_flushes = Counter(
+            "churnwatch_state_flushes", "Write-backs of changed account states to the table (ADR 0010).", registry=r
+        )
+        self.state_flush_accounts = Counter(
+            "churnwatch_state_flush_accounts",
+            "Account states written by flushes (events / this = events per table write).", registry=r
+        )
+        self.state_flush_duration = Histogram(
+            "churnwatch_state_flush_duration_seconds",
+            "Wall time of one flush: encode, table writes, hand-over to the Kafka client, seconds.",
+            buckets=BATCH_BUCKETS, registry=r,
+        )
+        self.state_cache_dropped = Counter(
+            "churnwatch_state_cache_dropped_accounts",
+            "Unwritten account states dropped at a rebalance; their records are read again (ADR 0010).",
+            registry=r,
+        )
         self.redis_writes = Counter(
             "churnwatch_redis_sink_writes", "Read-model records written to Redis.", registry=r
         )
