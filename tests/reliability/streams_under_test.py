@@ -30,6 +30,8 @@ WORKER_ENV = {
     # Once the input stops, billing dated after the last usage is applied after 3 s of idleness (ADR 0006), as the
     # replay does at the end of its input.
     "CHURNWATCH_IDLE_PARTITION_S": "3",
+    # Health records coalesced for 5 s (the default is 30 s): the audit waits a few intervals for the topic.
+    "CHURNWATCH_PUBLISH_INTERVAL_S": "5",
 }
 KEEP_TYPES = {"subscription.started", "subscription.cancel_scheduled", "subscription.canceled", "invoice.paid",
               "nps.responded", "user.added"}
@@ -158,7 +160,7 @@ class Producer:
 def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any]) -> dict[str, Any]:
     """Health topic: newest value per account equals the replay; count raw duplicates. Alerts, if any."""
     s = run_env.settings()
-    # Health records are coalesced per account (published at most every CHURNWATCH_PUBLISH_INTERVAL_S, 5 s):
+    # Health records are coalesced per account (published at most every CHURNWATCH_PUBLISH_INTERVAL_S, 5 s here):
     # give the topic that long several times over to catch up with the table before calling a record stale.
     deadline = time.monotonic() + 30
     while True:

@@ -21,7 +21,7 @@ def test_the_read_model_converges_to_the_tables_after_a_redis_outage(run_env, wo
                                                                     summary: dict[str, Any]) -> None:
     settings = run_env.settings()
     accounts = [f"acct-{i:03d}" for i in range(300)]
-    worker = worker_factory("w1")
+    worker = worker_factory("w1", extra_env={"CHURNWATCH_PUBLISH_INTERVAL_S": "5"})  # the sink meets the outage soon
     produce_lines(settings, events_for(accounts, 0, 4))
     summary["events_produced"] += len(accounts) * 12  # 4 events per account before the outage, 8 during it
 
