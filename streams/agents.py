@@ -100,7 +100,6 @@ def register(ctx: Context) -> None:
     # ADR 0010: decoded account states, changed in memory by every batch and written to the table once per flush;
     # the records applied to them are acknowledged after that write.
     cache: StateCache[bytes, AccountAggregate, Any] = StateCache(settings.state_cache_accounts)
-    ctx.load_account = lambda key: cache.get(key, _decode_from_table)
     # The cache holds values of Faust's rebalance count `cache_generation`: a rebalance re-reads every partition
     # from the group's committed offset and recovers or hands over the table, so the values of an earlier count
     # are dropped. Code that loaded values at a count and awaited since checks the count again before it keeps or
@@ -113,6 +112,15 @@ def register(ctx: Context) -> None:
 
     def load_state(account_id: str) -> AccountAggregate | None:
         return cache.get(account_id.encode(), _decode_from_table)
+
+    def _load_for_reader(key: bytes) -> AccountAggregate | None:
+        """The newest state for HTTP: the cache's value while it is current, else the table's, never kept (a table
+        still recovering from its changelog must not leave a value in the cache that recovery then moves on)."""
+        current = not app.rebalancing and app.rebalancing_count == cache_generation[0]
+        cached = cache.peek(key) if current else None
+        return cached if cached is not None else _decode_from_table(key)
+
+    ctx.load_account = _load_for_reader
 
     def _generation() -> int:
         """The current rebalance count, with the cache emptied first if it holds values of an earlier one (their
@@ -394,7 +402,9 @@ def register(ctx: Context) -> None:
         if not ready and not events:
             return
         async with state_lock:
-            applied = _still(gen)
+            # Not while Faust rebalances: tables may be recovering, and a value loaded now would enter the cache
+            # and outlive the recovery (the release timer can get here then; Faust's streams cannot).
+            applied = _still(gen) and not app.rebalancing
             if applied:
                 result = apply_decoded(ready, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes,
                                        rules=ctx.rules)
@@ -581,6 +591,8 @@ def register(ctx: Context) -> None:
             due = [a for a in pending_health if now - last_published.get(a, 0.0) >= interval]
             for account_id in due:
                 _emit_health(account_id, pending_health[account_id])
+            if app.rebalancing:
+                return  # tables may be recovering: re-publishing resumes once the rebalance is complete
             chunk, republish[:] = republish[:republish_chunk], republish[republish_chunk:]
             if not chunk:
                 return
@@ -653,8 +665,8 @@ def register(ctx: Context) -> None:
         # Rules are day-granular: a partition is scanned once per event-time day its watermark reaches.
         todo = {p for p, m in marks.items() if int(m // 86400) > ticked_day.get(p, -1)}
         releasable = [k for k, at in holding.items() if at <= fronts.get(partition_of(k), 0.0)]
-        if not todo and not releasable:
-            return
+        if (not todo and not releasable) or app.rebalancing:
+            return  # nothing due, or tables may be recovering (their values must not enter the cache)
         async with state_lock:
             gen = _generation()
             changed: dict[str, AccountAggregate] = {}

@@ -59,6 +59,10 @@ class StateCache(Generic[K, V, M]):
     def dirty_keys(self) -> Iterator[K]:
         return iter(self._dirty)
 
+    def peek(self, key: K) -> V | None:
+        """The cached value, if any, without loading or touching the eviction order (readers outside the agent)."""
+        return self._values.get(key)
+
     def get(self, key: K, load: Callable[[K], V | None]) -> V | None:
         """The cached value, or `load(key)` (the table's, decoded) kept for next time."""
         value = self._values.get(key)
