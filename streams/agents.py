@@ -116,7 +116,7 @@ def register(ctx: Context) -> None:
     def _load_for_reader(key: bytes) -> AccountAggregate | None:
         """The newest state for HTTP: the cache's value while it is current, else the table's, never kept (a table
         still recovering from its changelog must not leave a value in the cache that recovery then moves on)."""
-        current = not app.rebalancing and app.rebalancing_count == cache_generation[0]
+        current = _settled() and app.rebalancing_count == cache_generation[0]
         cached = cache.peek(key) if current else None
         return cached if cached is not None else _decode_from_table(key)
 
@@ -135,6 +135,14 @@ def register(ctx: Context) -> None:
             log.info("state cache: a rebalance started; %d unwritten account states dropped, their records are "
                      "read again from the committed offset", dropped)
         return cache_generation[0]
+
+    # Faust's rebalance count at the last on_rebalance_complete (mark_ready): the tables are recovered and every
+    # partition is about to be sought to the committed offset. Between a rebalance's start and that moment a table
+    # may still be recovering, so no account state is loaded, applied or cached (-1: before the first assignment).
+    settled_generation = [-1]
+
+    def _settled() -> bool:
+        return app.rebalancing_count == settled_generation[0]
 
     def _still(gen: int) -> bool:
         """No rebalance started since `gen`: what was loaded at `gen` may still be kept, written, acknowledged."""
@@ -402,9 +410,10 @@ def register(ctx: Context) -> None:
         if not ready and not events:
             return
         async with state_lock:
-            # Not while Faust rebalances: tables may be recovering, and a value loaded now would enter the cache
-            # and outlive the recovery (the release timer can get here then; Faust's streams cannot).
-            applied = _still(gen) and not app.rebalancing
+            # Not between a rebalance's start and its completion: tables may be recovering, and a value loaded then
+            # would enter the cache and outlive the recovery (the release timer can get here then; Faust's streams
+            # cannot). Records dropped then are read again: the seek to the committed offset comes after.
+            applied = _still(gen) and _settled()
             if applied:
                 result = apply_decoded(ready, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes,
                                        rules=ctx.rules)
@@ -591,7 +600,7 @@ def register(ctx: Context) -> None:
             due = [a for a in pending_health if now - last_published.get(a, 0.0) >= interval]
             for account_id in due:
                 _emit_health(account_id, pending_health[account_id])
-            if app.rebalancing:
+            if not _settled():
                 return  # tables may be recovering: re-publishing resumes once the rebalance is complete
             chunk, republish[:] = republish[:republish_chunk], republish[republish_chunk:]
             if not chunk:
@@ -665,7 +674,7 @@ def register(ctx: Context) -> None:
         # Rules are day-granular: a partition is scanned once per event-time day its watermark reaches.
         todo = {p for p, m in marks.items() if int(m // 86400) > ticked_day.get(p, -1)}
         releasable = [k for k, at in holding.items() if at <= fronts.get(partition_of(k), 0.0)]
-        if (not todo and not releasable) or app.rebalancing:
+        if (not todo and not releasable) or not _settled():
             return  # nothing due, or tables may be recovering (their values must not enter the cache)
         async with state_lock:
             gen = _generation()
@@ -855,6 +864,7 @@ def register(ctx: Context) -> None:
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def mark_ready(sender: Any, **kwargs: Any) -> None:
         ctx.ready = True
+        settled_generation[0] = app.rebalancing_count
         ctx.cohort_dirty = True  # a new owner of the cohort partition recomputes once
         # Health records coalesced in memory by a worker that died are gone: re-publish what we now own.
         # (At-least-once for the read model; every record is a whole value, so repeats are harmless.)
