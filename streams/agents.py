@@ -100,11 +100,20 @@ def register(ctx: Context) -> None:
     # ADR 0010: decoded account states, changed in memory by every batch and written to the table once per flush;
     # the records applied to them are acknowledged after that write.
     cache: StateCache[bytes, AccountAggregate, Any] = StateCache(settings.state_cache_accounts)
-    # The cache holds values of Faust's rebalance count `cache_generation`: a rebalance re-reads every partition
-    # from the group's committed offset and recovers or hands over the table, so the values of an earlier count
-    # are dropped. Code that loaded values at a count and awaited since checks the count again before it keeps or
-    # writes them.
-    cache_generation = [app.rebalancing_count]
+    # Faust's rebalance count at the last on_rebalance_complete (mark_ready): the tables are recovered and every
+    # partition is about to be sought to the committed offset, and the cache was emptied (its unwritten changes
+    # are lost on purpose: their records were never acknowledged and are read again). From a rebalance's start
+    # until then a table may still be recovering, so no account state is loaded, applied, cached or written
+    # (-1: before the first assignment). Code that awaits checks the count again (`_still`) before it keeps,
+    # writes or acknowledges what it loaded.
+    settled_generation = [-1]
+
+    def _settled() -> bool:
+        return app.rebalancing_count == settled_generation[0]
+
+    def _still(gen: int) -> bool:
+        """No rebalance started since `gen`: what was loaded at `gen` may still be kept, written, acknowledged."""
+        return app.rebalancing_count == gen
 
     def _decode_from_table(key: bytes) -> AccountAggregate | None:
         raw = table.get(key)
@@ -116,44 +125,26 @@ def register(ctx: Context) -> None:
     def _load_for_reader(key: bytes) -> AccountAggregate | None:
         """The newest state for HTTP: the cache's value while it is current, else the table's, never kept (a table
         still recovering from its changelog must not leave a value in the cache that recovery then moves on)."""
-        current = _settled() and app.rebalancing_count == cache_generation[0]
-        cached = cache.peek(key) if current else None
+        cached = cache.peek(key) if _settled() else None
         return cached if cached is not None else _decode_from_table(key)
 
     ctx.load_account = _load_for_reader
 
-    def _generation() -> int:
-        """The current rebalance count, with the cache emptied first if it holds values of an earlier one (their
-        unwritten changes are lost on purpose: their records were never acknowledged and are read again)."""
-        if app.rebalancing_count == cache_generation[0]:
-            return cache_generation[0]
+    def _drop_cache() -> None:
+        """A rebalance completed: values and pending health records of the previous assignment go."""
         dropped = cache.discard()
-        cache_generation[0] = app.rebalancing_count
-        pending_health.clear()  # objects of the discarded cache; the new assignment re-publishes (mark_ready)
+        pending_health.clear()  # objects of the discarded cache; mark_ready re-publishes every owned account
         if dropped:
             metrics.state_cache_dropped.inc(dropped)
-            log.info("state cache: a rebalance started; %d unwritten account states dropped, their records are "
-                     "read again from the committed offset", dropped)
-        return cache_generation[0]
-
-    # Faust's rebalance count at the last on_rebalance_complete (mark_ready): the tables are recovered and every
-    # partition is about to be sought to the committed offset. Between a rebalance's start and that moment a table
-    # may still be recovering, so no account state is loaded, applied or cached (-1: before the first assignment).
-    settled_generation = [-1]
-
-    def _settled() -> bool:
-        return app.rebalancing_count == settled_generation[0]
-
-    def _still(gen: int) -> bool:
-        """No rebalance started since `gen`: what was loaded at `gen` may still be kept, written, acknowledged."""
-        return app.rebalancing_count == gen
+            log.info("state cache: rebalanced; %d unwritten account states dropped, their records are read again "
+                     "from the committed offset", dropped)
 
     async def _flush_states() -> None:
         """Write every account state changed since the last flush to the table once (its changelog), hand the
         writes to the Kafka client, then acknowledge the records applied to them (ADR 0010). The caller holds
         `state_lock`, so no batch changes a state between its encoding and its acknowledgement."""
-        gen = _generation()
-        if cache.dirty_since is None:
+        gen = app.rebalancing_count
+        if cache.dirty_since is None or not _settled():
             return
         started = time.perf_counter()
         await _ensure_changelog_metadata()
@@ -355,7 +346,8 @@ def register(ctx: Context) -> None:
         return aligned.ready, aligned.released, aligned.deferred
 
     def _acknowledge(messages: list[Any]) -> None:
-        """Records that waited (taken out of Faust's acknowledgement by _drop) count as processed now."""
+        """Records taken out of Faust's acknowledgement by _drop count as processed now (the flush that wrote
+        their states, ADR 0010)."""
         consumer = app.consumer
         for msg in messages:
             msg.acked = False
@@ -378,7 +370,7 @@ def register(ctx: Context) -> None:
 
     async def _apply_batch_locked(events: list[Any]) -> None:
         started = time.perf_counter()
-        gen = _generation()
+        gen = app.rebalancing_count
         records = []
         messages = []
         accepted = []  # applied, seen or re-routed: acknowledged by the flush after this batch
@@ -594,14 +586,13 @@ def register(ctx: Context) -> None:
         rebalance, also every owned account, a chunk per tick, so records held in memory by a killed worker are
         not lost. Under `state_lock`: a batch's health records wait for its alerts' delivery (ADR 0005)."""
         async with state_lock:
-            _generation()  # values of a previous assignment are not published
+            if not _settled():
+                return  # pending values may be of the previous assignment; re-publishing resumes after it
             now = time.monotonic()
             interval = settings.publish_interval_s
             due = [a for a in pending_health if now - last_published.get(a, 0.0) >= interval]
             for account_id in due:
                 _emit_health(account_id, pending_health[account_id])
-            if not _settled():
-                return  # tables may be recovering: re-publishing resumes once the rebalance is complete
             chunk, republish[:] = republish[:republish_chunk], republish[republish_chunk:]
             if not chunk:
                 return
@@ -677,7 +668,7 @@ def register(ctx: Context) -> None:
         if (not todo and not releasable) or not _settled():
             return  # nothing due, or tables may be recovering (their values must not enter the cache)
         async with state_lock:
-            gen = _generation()
+            gen = app.rebalancing_count
             changed: dict[str, AccountAggregate] = {}
             cohort_changed: set[str] = set()
             alerts: list[Any] = []
@@ -864,6 +855,7 @@ def register(ctx: Context) -> None:
     @app.on_rebalance_complete.connect  # type: ignore[arg-type]
     async def mark_ready(sender: Any, **kwargs: Any) -> None:
         ctx.ready = True
+        _drop_cache()
         settled_generation[0] = app.rebalancing_count
         ctx.cohort_dirty = True  # a new owner of the cohort partition recomputes once
         # Health records coalesced in memory by a worker that died are gone: re-publish what we now own.
