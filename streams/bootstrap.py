@@ -44,6 +44,7 @@ class Context:
     # The account agent's state, decoded and possibly newer than the table (ADR 0010): key -> aggregate or None.
     load_account: Callable[[bytes], Any] = lambda key: None
     portfolio: Portfolio | None = None
+    batch_input: Any = None  # streams.adapters.batch_input.BatchInput of the account agent (ADR 0011)
 
 
 def _broker_credentials(settings: Settings) -> Any:

@@ -36,6 +36,7 @@ def _settings(**overrides: object):  # type: ignore[no-untyped-def]
 def cmd_worker(args: argparse.Namespace) -> int:
     from faust.worker import Worker
 
+    from streams.adapters.batch_input import FaustVersionError
     from streams.admin import missing_topics
     from streams.bootstrap import create_app
 
@@ -50,7 +51,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if missing:
         raise CliError(f"topics missing on {settings.kafka_bootstrap}: {', '.join(missing)} "
                        "(create them with `churnwatch topics`)")
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except FaustVersionError as exc:
+        raise CliError(str(exc)) from None
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
     return 0

@@ -202,19 +202,20 @@ async def _ceiling(bootstrap: str, topics: list[str], total: int, timeout_s: flo
 
 
 def faust_floor(bootstrap: str, topics: list[str], total: int, group: str, work: Path,
-                timeout_s: float) -> dict[str, float]:
-    """A do-nothing Faust agent (streams.tools.faust_floor) over the same topics: Faust's own per-record cost."""
-    out = work / "faust-floor.json"
-    cmd = [sys.executable, "-m", "streams.tools.faust_floor", str(out), bootstrap, group, str(total),
+                timeout_s: float, mode: str = "stream") -> dict[str, float]:
+    """A do-nothing Faust agent (streams.tools.faust_floor) over the same topics: what an input path costs per
+    record, Faust's stream (`mode="stream"`) or the account agent's batch input (`mode="batch"`, ADR 0011)."""
+    out = work / f"faust-floor-{mode}.json"
+    cmd = [sys.executable, "-m", "streams.tools.faust_floor", mode, str(out), bootstrap, group, str(total),
            str(int(total * WARMUP_SHARE)), *topics]
-    with open(work / "faust-floor.log", "wb") as log_file:
+    with open(work / f"faust-floor-{mode}.log", "wb") as log_file:
         try:
             done = subprocess.run(cmd, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                   timeout=timeout_s, check=False)
         except subprocess.TimeoutExpired:
             raise BenchError(f"the Faust floor did not read {total} records within {timeout_s:.0f}s") from None
     if done.returncode != 0 or not out.exists():
-        tail = (work / "faust-floor.log").read_bytes()[-400:].decode(errors="replace").replace("\n", " ")
+        tail = (work / f"faust-floor-{mode}.log").read_bytes()[-400:].decode(errors="replace").replace("\n", " ")
         raise BenchError(f"the Faust floor failed (exit {done.returncode}): {tail}")
     return dict(orjson.loads(out.read_bytes()))
 
@@ -620,16 +621,17 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
         topics_a = [sa.topic(sa.billing_topic), sa.topic(sa.usage_topic)]
         result["ceiling_eps"] = asyncio.run(_ceiling(bootstrap, topics_a, total, plan.timeout_s))
         log(f"ceiling (aiokafka + orjson.loads): {result['ceiling_eps']:,.0f} events/s")
-        try:
-            floor = faust_floor(bootstrap, topics_a, total, f"{run_id}-floor", work, plan.timeout_s)
-            result["faust_floor_eps"] = floor["eps"]
-            result["faust_floor_cpu_us_per_event"] = floor["cpu_us_per_event"]
-            log(f"Faust floor (do-nothing take_events agent): {floor['eps']:,.0f} events/s, "
-                f"{floor['cpu_us_per_event']:.0f} CPU-us per event")
-        except BenchError as exc:
-            result["faust_floor_eps"] = None
-            result["faust_floor_error"] = str(exc)[:400]
-            log(f"Faust floor FAILED: {result['faust_floor_error']}")
+        for mode, key, what in (("stream", "faust_floor", "do-nothing take_events agent"),
+                                ("batch", "input_floor", "do-nothing agent on the worker's batch input")):
+            try:
+                floor = faust_floor(bootstrap, topics_a, total, f"{run_id}-{key}", work, plan.timeout_s, mode)
+                result[f"{key}_eps"] = floor["eps"]
+                result[f"{key}_cpu_us_per_event"] = floor["cpu_us_per_event"]
+                log(f"{key} ({what}): {floor['eps']:,.0f} events/s, {floor['cpu_us_per_event']:.0f} CPU-us per event")
+            except BenchError as exc:
+                result[f"{key}_eps"] = None
+                result[f"{key}_error"] = str(exc)[:400]
+                log(f"{key} FAILED: {result[f'{key}_error']}")
 
         # 2. worker with RocksDB tables.
         w = workers.start("rocksdb", prefix=sa.topic_prefix, app_id=f"{run_id}-rocks", store="rocksdb://")
@@ -650,8 +652,9 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
         result["startup_s"] = workers.wait_ready(w)
         result["worker_eps"] = measure_consumption([w], total, plan.timeout_s)
         result["ratio_to_ceiling"] = result["worker_eps"] / result["ceiling_eps"] if result["ceiling_eps"] else 0.0
-        if result.get("faust_floor_eps"):
-            result["ratio_to_faust_floor"] = result["worker_eps"] / result["faust_floor_eps"]
+        for key in ("faust_floor", "input_floor"):
+            if result.get(f"{key}_eps"):
+                result[f"ratio_to_{key}"] = result["worker_eps"] / result[f"{key}_eps"]
         log(f"worker (memory://): {result['worker_eps']:,.0f} events/s = {result['ratio_to_ceiling']:.2f} x ceiling")
 
         # 4. latency at 70% of worker_eps, against the same (caught-up) worker.
@@ -758,10 +761,13 @@ ROWS = (
     ("ceiling_eps", "raw aiokafka consumer + orjson.loads, events/s"),
     ("faust_floor_eps", "do-nothing Faust take_events agent on the same topics, events/s"),
     ("faust_floor_cpu_us_per_event", "its CPU time per event, µs: Faust's own per-record cost"),
+    ("input_floor_eps", "do-nothing agent on the worker's batch input (ADR 0011), events/s"),
+    ("input_floor_cpu_us_per_event", "its CPU time per event, µs"),
     ("worker_eps", "one worker, memory:// tables, events/s"),
     ("worker_rocksdb_eps", "one worker, rocksdb:// tables, events/s"),
     ("ratio_to_ceiling", "worker_eps / ceiling_eps"),
     ("ratio_to_faust_floor", "worker_eps / faust_floor_eps"),
+    ("ratio_to_input_floor", "worker_eps / input_floor_eps"),
     ("two_workers_eps", "two workers in one group, events/s combined"),
     ("replay_eps", "in-process replay (no Kafka), events/s"),
     ("latency_p50_ms", "event -> alert record, p50 ms (failed payment, at 70% of worker_eps)"),
