@@ -16,6 +16,7 @@ from faust.types import TP
 from schemas.events import BILLING_TYPES
 from streams.adapters.batch_input import BatchInput
 from streams.adapters.batch_input import install as install_batch_input
+from streams.adapters.changelog_writer import ChangelogWriter
 from streams.alignment import UsageGate, align, partitions_to_check
 from streams.domain.aggregate import (
     AccountAggregate,
@@ -59,6 +60,7 @@ def register(ctx: Context) -> None:
     cohort_table = ctx.account_to_cohort_inputs
     topics = ctx.topics
     partition_of = PartitionCache(settings.topic_partitions)
+    changelog = ChangelogWriter(table, partition_of)
     sink = ctx.sink
     key_prefix = settings.redis_key_prefix
     billing_name = settings.topic(settings.billing_topic)
@@ -153,10 +155,13 @@ def register(ctx: Context) -> None:
         if not _still(gen):
             return
         out = cache.take()
-        for key, agg in out.states.items():  # no await in this loop: the writes are one step
-            value = encode_aggregate(agg)
-            table[key] = value
-            metrics.state_bytes.observe(len(value))
+        writes = [(key, encode_aggregate(agg)) for key, agg in out.states.items()]
+        observe = metrics.state_bytes.observe
+        for _key, value in writes:
+            observe(len(value))
+        # The store writes are one step (before the writer's first await); their changelog records are handed to
+        # the Kafka client in batches (ADR 0012), re-routed records and other sends by the buffer drain.
+        await changelog.write(writes)
         await _drain_send_buffer()
         if _still(gen):  # else the partitions may be another worker's now: the re-read dedupes by offset
             _acknowledge(out.acks)

@@ -23,6 +23,7 @@ from __future__ import annotations
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, NamedTuple
 
 import orjson
@@ -100,7 +101,13 @@ class Rules:
         return cls(load_thresholds(path), config or DomainConfig())
 
     def for_account(self, state: AccountState) -> Any:
+        if not self.thresholds.overrides:
+            return self._defaults  # every account has the default rules: no override matching per evaluation
         return thresholds_for(self.thresholds, state.plan, state.traits)
+
+    @cached_property
+    def _defaults(self) -> Any:
+        return thresholds_for(self.thresholds, None)
 
 
 _NO_ALERTS: list[AlertRecord] = []

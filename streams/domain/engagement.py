@@ -341,6 +341,86 @@ def _bits(lo: int, hi: int) -> int:
     return ((1 << (hi - lo + 1)) - 1) << lo
 
 
+# Bitmasks of the summary's windows when they end on the clock day (bit i = day clock - i).
+_LAST7, _PREV7 = (1 << 7) - 1, ((1 << 7) - 1) << 7
+_LAST30, _PREV30 = (1 << 30) - 1, ((1 << 30) - 1) << 30
+
+
+def summary_windows(eng: Engagement, a: int) -> tuple[WindowFigures, ...]:
+    """last7, prev7, last30, prev30 and last90 ending on day `a`: the figures of five window_figures calls.
+
+    Evaluation runs this at every checkpoint, nearly always as of the clock day: that case takes one pass over
+    the day buckets, the users and the features instead of five (a sixth of an evaluation's cost)."""
+    bounds = ((a - 6, a), (a - 13, a - 7), (a - 29, a), (a - 59, a - 30), (a - 89, a))
+    if a != eng.clock_day:
+        return tuple(window_figures(eng, first, last) for first, last in bounds)
+    # Day buckets by segment of days before `a`: 0-6, 7-13, 14-29, 30-59, 60-89.
+    seg = [[0, 0, 0, 0, 0, 0] for _ in range(5)]  # active days, sessions, uses, api calls, limit hits, tickets
+    for day, b in eng.days.items():
+        offset = a - day
+        if offset < 0 or offset >= 90:
+            continue
+        row = seg[0 if offset < 7 else 1 if offset < 14 else 2 if offset < 30 else 3 if offset < 60 else 4]
+        s, f, api = b[SESSIONS], b[FEATURE_USES], b[API_CALLS]
+        if s or f or api:
+            row[0] += 1
+        row[1] += s
+        row[2] += f
+        row[3] += api
+        row[4] += b[LIMIT_HITS]
+        row[5] += b[TICKETS_OPENED]
+    s0, s1, s2, s3, s4 = seg
+    last30 = [x + y + z for x, y, z in zip(s0, s1, s2, strict=True)]
+    last90 = [x + y + z for x, y, z in zip(last30, s3, s4, strict=True)]
+    # Distinct users and features: the 7 and 30-day windows from the bitmaps, the 90-day one from last-seen days.
+    u7 = d7 = up7 = dp7 = u30 = d30 = up30 = dp30 = u90 = 0
+    first90 = a - 89
+    for bits, seen in eng.users.values():
+        if first90 <= seen <= a:
+            u90 += 1
+        n = (bits & _LAST30).bit_count()
+        if n:
+            u30 += 1
+            d30 += n
+            n = (bits & _LAST7).bit_count()
+            if n:
+                u7 += 1
+                d7 += n
+            n = (bits & _PREV7).bit_count()
+            if n:
+                up7 += 1
+                dp7 += n
+        n = (bits & _PREV30).bit_count()
+        if n:
+            up30 += 1
+            dp30 += n
+    f7 = fp7 = f30 = fp30 = f90 = 0
+    for bits, seen in eng.features.values():
+        if first90 <= seen <= a:
+            f90 += 1
+        if bits & _LAST30:
+            f30 += 1
+            if bits & _LAST7:
+                f7 += 1
+            if bits & _PREV7:
+                fp7 += 1
+        if bits & _PREV30:
+            fp30 += 1
+    return (
+        _figures(bounds[0], s0, u7, d7, f7),
+        _figures(bounds[1], s1, up7, dp7, fp7),
+        _figures(bounds[2], last30, u30, d30, f30),
+        _figures(bounds[3], s3, up30, dp30, fp30),
+        WindowFigures(first90, a, last90[0], last90[1], None, None, u90, f90, None, last90[4], last90[5]),
+    )
+
+
+def _figures(bound: tuple[int, int], row: list[int], users: int, user_days: int, breadth: int) -> WindowFigures:
+    first, last = bound
+    stickiness = user_days / (last - first + 1) / users if users else 0.0
+    return WindowFigures(first, last, row[0], row[1], row[2], row[3], users, breadth, stickiness, row[4], row[5])
+
+
 def account_nps(scores: list[int]) -> float | None:
     """NPS = % promoters (9-10) - % detractors (0-6), -100..100; None without answers."""
     if not scores:
@@ -362,14 +442,15 @@ def engagement_summary(state: AccountState, as_of: date | datetime | int, *, key
     if eng.first_value_s is not None and state.started_at_s is not None:
         ttfv = max(0, eng.first_value_s - state.started_at_s) / DAY_S
     last_act = eng.last_activity_s
+    last7, prev7, last30, prev30, last90 = summary_windows(eng, a)
     return EngagementSummary(
         as_of_day=a,
         tracked_days=0 if first_seen is None else max(0, a - first_seen + 1),
-        last7=window_figures(eng, a - 6, a),
-        prev7=window_figures(eng, a - 13, a - 7),
-        last30=window_figures(eng, a - 29, a),
-        prev30=window_figures(eng, a - 59, a - 30),
-        last90=window_figures(eng, a - 89, a),
+        last7=last7,
+        prev7=prev7,
+        last30=last30,
+        prev30=prev30,
+        last90=last90,
         last_activity_day=None if last_act is None else last_act // DAY_S,
         open_tickets=eng.open_tickets,
         nps=account_nps(scores),

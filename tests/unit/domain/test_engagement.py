@@ -5,15 +5,20 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.domain.account import advance, apply_event
 from streams.domain.config import DomainConfig
 from streams.domain.engagement import (
     SESSIONS,
     TICKETS_OPENED,
+    Engagement,
     day_index,
     engagement_summary,
     fingerprint,
+    summary_windows,
+    window_figures,
 )
 from tests.unit.domain.factories import at, event, feature, session, state_of
 
@@ -195,3 +200,27 @@ def test_apply_event_keeps_last_activity_as_the_newest_usage_time() -> None:
     apply_event(state, session(d(5, 1), "ben"), config)
     apply_event(state, event("nps.responded", d(5, 3), user_id="ana", score=9), config)
     assert state.engagement.last_activity_at == d(5, 2)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    clock=st.integers(20_000, 20_200),
+    back=st.one_of(st.just(0), st.integers(-3, 120)),
+    days=st.dictionaries(st.integers(0, 130), st.lists(st.integers(0, 5), min_size=5, max_size=5), max_size=40),
+    users=st.lists(st.tuples(st.integers(0, 2**60 - 1), st.integers(0, 100)), max_size=12),
+    features=st.lists(st.tuples(st.integers(0, 2**60 - 1), st.integers(0, 100)), max_size=12),
+)
+def test_the_one_pass_summary_windows_equal_five_window_figures_calls(
+    clock: int, back: int, days: dict[int, list[int]], users: list[tuple[int, int]],
+    features: list[tuple[int, int]],
+) -> None:
+    eng = Engagement(
+        clock_day=clock,
+        days={clock - d: b for d, b in days.items()},
+        users={i: [bits, clock - ago] for i, (bits, ago) in enumerate(users)},
+        features={i: [bits, clock - ago] for i, (bits, ago) in enumerate(features)},
+    )
+    a = clock - back
+    expected = tuple(window_figures(eng, first, last) for first, last in (
+        (a - 6, a), (a - 13, a - 7), (a - 29, a), (a - 59, a - 30), (a - 89, a)))
+    assert summary_windows(eng, a) == expected

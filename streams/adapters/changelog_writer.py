@@ -1,0 +1,80 @@
+"""Writes of the account table: the store, and the changelog records produced in whole batches (ADR 0012)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from faust.types import TP
+
+log = logging.getLogger(__name__)
+
+
+class ChangelogWriter:
+    """`table[key] = value` for many keys at once, without Faust's per-record producer path.
+
+    Faust sends one changelog record per table write through its producer buffer (a FutureMessage, callbacks,
+    a debug log line and an aiokafka send each: about 300 µs of the worker's time per written account, most of
+    a state flush). Here each value goes to the table's store as `table.data[key] = value` does, and the
+    changelog records go to the same aiokafka producer in one BatchBuilder per partition, which is what the
+    producer builds anyway. The partition is the key's murmur2 partition, the one Faust's producer picks for
+    a table with `use_partitioner=True` (ADR 0002). After a batch is delivered, the store records the offset
+    of its last record as persisted, as Faust's `_on_changelog_sent` does (RocksDB keeps it for recovery).
+
+    Delivery is not awaited here: like Faust's buffer, the records are handed to the Kafka client, and Faust's
+    commit flushes the producer before it commits input offsets (at-least-once, ADR 0010)."""
+
+    def __init__(self, table: Any, partition_of: Callable[[bytes], int]) -> None:
+        self.table = table
+        self.partition_of = partition_of
+
+    def _producer(self) -> Any:
+        return self.table.app.producer._ensure_producer()  # the aiokafka producer under Faust's
+
+    async def write(self, items: Sequence[tuple[bytes, bytes]]) -> list[asyncio.Future[Any]]:
+        """Store every (key, value) and hand its changelog record to the Kafka client; returns the batches'
+        delivery futures. The store writes happen before the first await, in one step."""
+        if not items:
+            return []
+        producer = self._producer()
+        topic = self.table.changelog_topic.get_topic_name()
+        store = self.table.data
+        partition_of = self.partition_of
+        open_batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> (builder, [records in it])
+        full: list[tuple[int, Any, int]] = []  # (partition, builder, records)
+        for key, value in items:
+            store[key] = value
+            partition = partition_of(key)
+            entry = open_batches.get(partition)
+            if entry is None:
+                entry = open_batches[partition] = (producer.create_batch(), [0])
+            builder, count = entry
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                full.append((partition, builder, count[0]))  # the builder is full: a new one for this record
+                builder = producer.create_batch()
+                if builder.append(key=key, value=value, timestamp=None) is None:
+                    raise ValueError(f"a state of {len(value)} bytes does not fit a producer batch")
+                entry = open_batches[partition] = (builder, [0])
+            entry[1][0] += 1
+        full.extend((p, b, c[0]) for p, (b, c) in open_batches.items())
+        futures = []
+        for partition, builder, records in full:
+            builder.close()
+            fut = await producer.send_batch(builder, topic, partition=partition)
+            fut.add_done_callback(self._persisted(TP(topic, partition), records))
+            futures.append(fut)
+        return futures
+
+    def _persisted(self, tp: TP, records: int) -> Callable[[asyncio.Future[Any]], None]:
+        def done(fut: asyncio.Future[Any]) -> None:
+            if fut.cancelled():
+                return
+            exc = fut.exception()
+            if exc is not None:
+                log.error("changelog batch to %s[%d] failed: %r", tp.topic, tp.partition, exc)
+                return
+            self.table.data.set_persisted_offset(tp, fut.result().offset + records - 1)
+
+        return done
