@@ -143,35 +143,47 @@ def register(ctx: Context) -> None:
             log.info("state cache: rebalanced; %d unwritten account states dropped, their records are read again "
                      "from the committed offset", dropped)
 
-    async def _flush_states() -> None:
-        """Write every account state changed since the last flush to the table once (its changelog), hand the
-        writes to the Kafka client, then acknowledge the records applied to them (ADR 0010). The caller holds
-        `state_lock`, so no batch changes a state between its encoding and its acknowledgement."""
-        gen = app.rebalancing_count
-        if cache.dirty_since is None or not _settled():
+    # The flush in progress: the rebalance count at its start, and its start time (perf_counter seconds).
+    flush_began = [0, 0.0]
+
+    async def _flush_step() -> None:
+        """One step of the account-state flush (ADR 0010, ADR 0012). Starts a flush when one is due (every state
+        changed since the last one is written to the table once); writes states for at most
+        state_flush_step_s; once all are written, hands the writes to the Kafka client and acknowledges the
+        records applied to them. The caller holds `state_lock`; batches run between steps, so a flush of
+        thousands of accounts does not stop the account stream for the whole of it."""
+        if not _settled():
             return
-        started = time.perf_counter()
+        if not cache.flushing:
+            if not cache.due(time.monotonic(), settings.state_flush_interval_s, settings.state_flush_accounts):
+                return
+            cache.begin_flush()
+            flush_began[:] = [app.rebalancing_count, time.perf_counter()]
+        gen = int(flush_began[0])
         await _ensure_changelog_metadata()
         if not _still(gen):
-            return
-        out = cache.take()
-        writes = [(key, encode_aggregate(agg)) for key, agg in out.states.items()]
+            return  # the rebalance's completion discards the flush with the cache; its records are read again
+        deadline = time.perf_counter() + settings.state_flush_step_s
+        writes = []
         observe = metrics.state_bytes.observe
-        for _key, value in writes:
+        while (item := cache.next_write()) is not None:
+            value = encode_aggregate(item[1])
+            writes.append((item[0], value))
             observe(len(value))
+            if time.perf_counter() >= deadline:
+                break
         # The store writes are one step (before the writer's first await); their changelog records are handed to
         # the Kafka client in batches (ADR 0012), re-routed records and other sends by the buffer drain.
         await changelog.write(writes)
+        metrics.state_flush_accounts.inc(len(writes))
+        if cache.writes_left:
+            return
         await _drain_send_buffer()
-        if _still(gen):  # else the partitions may be another worker's now: the re-read dedupes by offset
-            _acknowledge(out.acks)
+        if not _still(gen):  # the partitions may be another worker's now: the re-read dedupes by offset
+            return
+        _acknowledge(cache.end_flush())
         metrics.state_flushes.inc()
-        metrics.state_flush_accounts.inc(len(out.states))
-        metrics.state_flush_duration.observe(time.perf_counter() - started)
-
-    async def _flush_if_due() -> None:
-        if cache.due(time.monotonic(), settings.state_flush_interval_s, settings.state_flush_accounts):
-            await _flush_states()
+        metrics.state_flush_duration.observe(time.perf_counter() - flush_began[1])
 
     # ADR 0007: Faust can hand a partition's records to the agent out of offset order around a rebalance
     # (records fetched while the flow is suspended are dropped, stale fetches arrive after a seek), and the
@@ -443,7 +455,7 @@ def register(ctx: Context) -> None:
                 _track_holding(account_id.encode(), agg)
             waiting = {id(msg) for msg in deferred}  # acknowledged once the gate releases them
             cache.applied([msg for msg in accepted if id(msg) not in waiting] + released, time.monotonic())
-            await _flush_if_due()
+            await _flush_step()
         now = time.time()
         metrics.record_events(result.tally)
         metrics.record_dead_letters(result.dead_letter_reasons)
@@ -629,10 +641,15 @@ def register(ctx: Context) -> None:
     @app.timer(interval=min(1.0, max(0.05, settings.state_flush_interval_s / 2)))
     async def flush_account_states() -> None:
         """Changed account states are written once they waited state_flush_interval_s, also when no batch comes
-        to do it (ADR 0010)."""
+        to do it (ADR 0010); a flush in progress is carried to its end here, a step at a time with the lock
+        released in between, so batches waiting for the lock go first (asyncio.Lock is first come, first served)."""
         try:
-            async with state_lock:
-                await _flush_if_due()
+            while True:
+                async with state_lock:
+                    await _flush_step()
+                if not cache.flushing or not _settled() or not _still(int(flush_began[0])):
+                    break
+                await asyncio.sleep(0)
         except Exception as exc:
             _fail_stop("flush_account_states", exc)
 

@@ -44,7 +44,9 @@ class Settings(BaseSettings):
     # 2000, not 500: fewer, larger batches and table writes; with the producer batching below, +65% events/s
     # in the benchmark (ADR 0008; the two changes were measured together).
     batch_size: int = Field(2000, ge=1, le=100_000, description="Events per stream.take batch.")
-    batch_timeout_s: float = Field(0.2, gt=0, le=60, description="Max wait to fill a batch, seconds.")
+    # Max wait to fill a batch once its first record is in, seconds. Short (ADR 0012): under load batches fill on
+    # their own while the previous one is applied; under light load this wait is pure event-to-alert latency.
+    batch_timeout_s: float = Field(0.01, gt=0, le=60, description="Max wait to fill a batch, seconds.")
     max_event_bytes: int = Field(64 * 1024, ge=256, le=10 * 1024 * 1024)
     # Producer batching for changelog, health, alert and cohort sends (ADR 0008): how long a send may wait for
     # others to share its request, seconds, and the most bytes per partition batch.
@@ -56,6 +58,9 @@ class Settings(BaseSettings):
     # after a crash or rebalance.
     state_flush_interval_s: float = Field(2.0, ge=0.01, le=60)
     state_flush_accounts: int = Field(20_000, ge=1, le=1_000_000)
+    # A flush is written in steps of at most this long, seconds, with batches in between (ADR 0012): the longest
+    # a flush holds up the account stream, and so a floor under the event-to-alert latency while one runs.
+    state_flush_step_s: float = Field(0.02, ge=0.001, le=10)
     # Decoded account states kept in memory besides the unwritten ones (least recently used out): ~9 KB each,
     # so 20,000 is ~180 MB. An account in the cache costs no decode when its next event comes.
     state_cache_accounts: int = Field(20_000, ge=0, le=10_000_000)

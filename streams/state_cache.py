@@ -33,7 +33,14 @@ class StateCache(Generic[K, V, M]):
     `max_clean` bounds the clean values kept (least recently used first out); dirty values are never evicted,
     the caller flushes when `dirty_count` reaches its own limit. `discard` drops everything, dirty values and
     pending acknowledgements included: after a rebalance every partition is read again from the group's
-    committed offset, so the re-read rebuilds them."""
+    committed offset, so the re-read rebuilds them.
+
+    A flush can be written in steps (ADR 0012): `begin_flush` makes the dirty values the flush's to write and
+    their records its to acknowledge; `next_write` hands out one value at a time, and batches may change the
+    cache in between (a value changed again is dirty again, for the next flush; written now, it only holds
+    more than the records acknowledged with it, which the per-account offsets dedupe on a re-read);
+    `end_flush` returns the acknowledgements once every value is written. Values waiting to be written are
+    never evicted."""
 
     def __init__(self, max_clean: int) -> None:
         self.max_clean = max_clean
@@ -41,6 +48,9 @@ class StateCache(Generic[K, V, M]):
         self._dirty: dict[K, V] = {}
         self._acks: list[M] = []
         self.dirty_since: float | None = None  # monotonic seconds of the oldest unflushed change
+        self._writing: dict[K, V] = {}  # values of the flush in progress still to write
+        self._writing_acks: list[M] = []  # records acknowledged when the flush in progress ends
+        self.flushing = False  # a flush is in progress (begin_flush .. end_flush)
 
     def __len__(self) -> int:
         return len(self._values)
@@ -53,11 +63,18 @@ class StateCache(Generic[K, V, M]):
         return len(self._dirty)
 
     @property
+    def writes_left(self) -> int:
+        """Values the flush in progress has still to write."""
+        return len(self._writing)
+
+    @property
     def pending_acks(self) -> int:
         return len(self._acks)
 
     def dirty_keys(self) -> Iterator[K]:
-        return iter(self._dirty)
+        """Keys whose values are not in the table yet: dirty, or waiting in the flush in progress."""
+        yield from self._dirty
+        yield from (key for key in self._writing if key not in self._dirty)
 
     def peek(self, key: K) -> V | None:
         """The cached value, if any, without loading or touching the eviction order (readers outside the agent)."""
@@ -94,30 +111,57 @@ class StateCache(Generic[K, V, M]):
             now - self.dirty_since >= interval_s or len(self._dirty) >= max_dirty)
 
     def take(self) -> Flush[K, V, M]:
-        """Everything to write and acknowledge; the values stay cached, now clean."""
-        out: Flush[K, V, M] = Flush(self._dirty, self._acks)
+        """Everything to write and acknowledge in one step; the values stay cached, now clean."""
+        self.begin_flush()
+        states, self._writing = self._writing, {}
+        return Flush(states, self.end_flush())
+
+    def begin_flush(self) -> None:
+        """Start a flush of every dirty value and every record applied so far (one flush at a time)."""
+        if self.flushing:
+            raise RuntimeError("a flush is already in progress")
+        self._writing, self._writing_acks = self._dirty, self._acks
         self._dirty, self._acks = {}, []
         self.dirty_since = None
+        self.flushing = True
+
+    def next_write(self) -> tuple[K, V] | None:
+        """The next value of the flush in progress to write (its newest version), or None when all are."""
+        if not self._writing:
+            return None
+        key, value = self._writing.popitem()
+        return key, self._values.get(key, value)
+
+    def end_flush(self) -> list[M]:
+        """Every value of the flush is written: the records to acknowledge now."""
+        if self._writing:
+            raise RuntimeError(f"{len(self._writing)} values of the flush are not written yet")
+        acks, self._writing_acks = self._writing_acks, []
+        self.flushing = False
         self._evict()
-        return out
+        return acks
 
     def discard(self) -> int:
         """Forget every value and acknowledgement (a rebalance); returns the number of dirty values dropped."""
-        dropped = len(self._dirty)
+        dropped = len(self._dirty) + sum(1 for key in self._writing if key not in self._dirty)
         self._values.clear()
         self._dirty.clear()
         self._acks.clear()
+        self._writing.clear()
+        self._writing_acks.clear()
+        self.flushing = False
         self.dirty_since = None
         return dropped
 
     def _evict(self) -> None:
         values = self._values
-        excess = len(values) - len(self._dirty) - self.max_clean
+        dirty, writing = self._dirty, self._writing
+        excess = len(values) - len(dirty) - sum(1 for key in writing if key not in dirty) - self.max_clean
         if excess <= 0:
             return
         victims = []
         for key in values:  # oldest first; dirty values were moved to the end when they changed
-            if key not in self._dirty:
+            if key not in dirty and key not in writing:
                 victims.append(key)
                 if len(victims) == excess:
                     break

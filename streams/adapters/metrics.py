@@ -94,7 +94,7 @@ class Metrics:
         )
         self.state_flush_duration = Histogram(
             "churnwatch_state_flush_duration_seconds",
-            "Wall time of one flush: encode, table writes, hand-over to the Kafka client, seconds.",
+            "Wall time of one flush from its start to its acknowledgements, batches in between included, seconds.",
             buckets=BATCH_BUCKETS, registry=r,
         )
         self.state_cache_dropped = Counter(

@@ -22,9 +22,10 @@ import faust
 import orjson
 
 from streams.adapters.batch_input import BatchInput, install
+from streams.settings import Settings
 
-BATCH = 2000  # the worker's default CHURNWATCH_BATCH_SIZE
-WITHIN_S = 0.2  # the worker's default CHURNWATCH_BATCH_TIMEOUT_S
+BATCH: int = Settings.model_fields["batch_size"].default  # the worker's defaults
+WITHIN_S: float = Settings.model_fields["batch_timeout_s"].default
 
 
 def main(argv: list[str]) -> None:
