@@ -73,6 +73,9 @@ def register(ctx: Context) -> None:
     # Portfolio alert records already sent by this process (ids are deterministic; after a restart they are
     # sent again and consumers dedupe by record_id, as for every alert record).
     published_portfolio: set[str] = set()
+    # Offsets of the cohort-inputs topic (one partition): the newest this worker's account agent had delivered,
+    # the newest its cohort collector put in the cohort table; and the portfolio front last let through (epoch s).
+    cohort_sent, cohort_applied, portfolio_front = [-1], [-1], [0.0]
     cohort_inputs_name = settings.topic(settings.cohort_inputs_topic)
     ingest_config = IngestConfig(max_bytes=settings.max_event_bytes)
 
@@ -440,9 +443,12 @@ def register(ctx: Context) -> None:
             if applied:
                 result = apply_decoded(ready, load_state, ctx.domain, max_event_bytes=settings.max_event_bytes,
                                        rules=ctx.rules)
-                _advance_watermarks(result.usage_by_partition)
                 applied = await _publish(result.states, result.alerts, result.cohort_changed, gen,
                                          result.dead_letters)
+                if applied:
+                    # After the batch's cohort inputs are delivered, in the same step as cohort_sent is updated:
+                    # the portfolio front never passes event time whose cohort inputs are not on the broker.
+                    _advance_watermarks(result.usage_by_partition)
             # The batch's records leave Faust's acknowledgement only now, so a rebalance still waits for the batch
             # in flight (Faust's wait_empty). Applied, they are acknowledged by the flush that writes their states
             # (ADR 0010), which also hands re-routed records to the Kafka client first; otherwise (a rebalance
@@ -580,13 +586,16 @@ def register(ctx: Context) -> None:
         for dl in dead_letters:
             deliveries.append(await topics["dead_letters"].send(
                 key=(dl.account_id or "").encode() or None, value=dl.model_dump_json().encode()))
+        cohort_deliveries = []
         for account_id in cohort_changed:
             agg = states.get(account_id)
             if agg is not None:
-                deliveries.append(await topics["cohort_inputs"].send(
+                cohort_deliveries.append(await topics["cohort_inputs"].send(
                     key=account_id.encode(), value=cohort_snapshot(agg, settings.segment_dimension)))
-        if deliveries:
+        if deliveries or cohort_deliveries:
             await asyncio.gather(*deliveries)
+            for sent in await asyncio.gather(*cohort_deliveries):
+                cohort_sent[0] = max(cohort_sent[0], sent.offset)
         for record in alerts:
             metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
             if record.transition == "opened" and record.triggered_by_event_at is not None:
@@ -790,6 +799,7 @@ def register(ctx: Context) -> None:
                 for key, value in latest.items():
                     cohort_table[key] = value
                 ctx.cohort_dirty = True
+                cohort_applied[0] = max([cohort_applied[0]] + [ev.message.offset for ev in events])
                 await _drain_send_buffer()  # changelog writes handed to the client before this batch is acked
             except Exception as exc:
                 _fail_stop("collect_cohort_inputs", exc)
@@ -800,6 +810,13 @@ def register(ctx: Context) -> None:
         inputs changed; publish the portfolio alerts of months that became final."""
         if not _owns(app, cohort_inputs_name, 0):
             return
+        # Only final months (the event-time front past their end plus the lateness allowance): interim figures
+        # would give one record id two bodies across recomputations and restarts. The front moves only while
+        # every cohort input this worker sent is in the cohort table, and it is taken before the table is read:
+        # a month is never final in a portfolio computed without cohort inputs dated in it.
+        if cohort_applied[0] >= cohort_sent[0]:
+            portfolio_front[0] = _portfolio_front()
+        front = portfolio_front[0]
         if ctx.cohort_dirty:
             ctx.cohort_dirty = False
             snapshots = [(k.decode(), v) for k, v in cohort_table.items()]
@@ -817,9 +834,6 @@ def register(ctx: Context) -> None:
         portfolio = ctx.portfolio
         if portfolio is None:
             return
-        # Only final months (the event-time front past their end plus the lateness allowance): interim figures
-        # would give one record id two bodies across recomputations and restarts.
-        front = _portfolio_front()
         records = portfolio_alert_records(portfolio, ctx.rules.thresholds, final_until_s=front,
                                           lateness_days=ctx.domain.allowed_lateness_days)
         for record in records:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from streams.state_cache import StateCache
 
 
@@ -113,3 +115,74 @@ def test_discarding_drops_unwritten_values_and_their_acknowledgements() -> None:
     assert cache.discard() == 1
     assert len(cache) == 0 and cache.pending_acks == 0 and cache.dirty_since is None
     assert cache.take().states == {}
+
+
+def drain(cache: StateCache[str, list[int], str]) -> dict[str, list[int]]:
+    written = {}
+    while (item := cache.next_write()) is not None:
+        written[item[0]] = list(item[1])
+    return written
+
+
+def test_a_flush_in_steps_acknowledges_its_records_only_after_its_last_state_is_written() -> None:
+    cache = cache_of()
+    cache.changed("acct-1", [1], now=0.0)
+    cache.changed("acct-2", [2], now=0.0)
+    cache.applied(["usage[0]@1", "usage[1]@1"], now=0.0)
+    cache.begin_flush()
+    first = cache.next_write()
+    assert first is not None and cache.writes_left == 1
+    second = cache.next_write()
+    assert second is not None and cache.next_write() is None
+    assert {first[0], second[0]} == {"acct-1", "acct-2"}
+    assert cache.end_flush() == ["usage[0]@1", "usage[1]@1"]
+    assert not cache.flushing
+
+
+def test_a_flush_cannot_end_before_every_state_is_written() -> None:
+    cache = cache_of()
+    cache.changed("acct-1", [1], now=0.0)
+    cache.begin_flush()
+    with pytest.raises(RuntimeError, match="1 values"):
+        cache.end_flush()
+
+
+def test_a_batch_between_steps_writes_the_newest_value_and_leaves_the_account_dirty_for_the_next_flush() -> None:
+    cache = cache_of()
+    value = [1]
+    cache.changed("acct-1", value, now=0.0)
+    cache.applied(["usage[0]@1"], now=0.0)
+    cache.begin_flush()
+    # a batch applies another record to the same account before the step that writes it
+    value.append(2)
+    cache.changed("acct-1", value, now=1.0)
+    cache.applied(["usage[0]@2"], now=1.0)
+    assert drain(cache) == {"acct-1": [1, 2]}
+    assert cache.end_flush() == ["usage[0]@1"]  # the later record waits for the next flush
+    assert cache.dirty_count == 1 and cache.pending_acks == 1
+    assert cache.take().acks == ["usage[0]@2"]
+
+
+def test_states_waiting_in_a_flush_are_not_evicted_and_count_as_unwritten() -> None:
+    table = Table({f"acct-{n}": [n] for n in range(5)})
+    cache = cache_of(max_clean=1)
+    waiting = cache.get("acct-0", table.load)
+    assert waiting is not None
+    cache.changed("acct-0", waiting, now=0.0)
+    cache.begin_flush()
+    for n in range(1, 5):
+        cache.get(f"acct-{n}", table.load)
+    assert "acct-0" in cache
+    assert list(cache.dirty_keys()) == ["acct-0"]
+    assert drain(cache) == {"acct-0": [0]}
+
+
+def test_discarding_also_drops_the_flush_in_progress() -> None:
+    cache = cache_of()
+    cache.changed("acct-1", [1], now=0.0)
+    cache.applied(["usage[0]@1"], now=0.0)
+    cache.begin_flush()
+    assert cache.discard() == 1
+    assert not cache.flushing and cache.writes_left == 0
+    cache.begin_flush()  # a new flush may start
+    assert cache.end_flush() == []
