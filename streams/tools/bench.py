@@ -505,7 +505,9 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
     if not Path(exe).exists():
         _say("py-spy not found (pip install py-spy): no profile")
         return None
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "100",
+    # --gil: only the thread holding the GIL is sampled, so the profile is where the worker's Python time goes
+    # (the consumer thread and the event loop's waits are not counted twice).
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil",
                              "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
