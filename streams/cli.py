@@ -39,6 +39,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from streams.adapters.batch_input import FaustVersionError
     from streams.admin import missing_topics
     from streams.bootstrap import create_app
+    from streams.gc_tuning import tune_gc
 
     overrides = {}
     if args.web_port:
@@ -56,6 +57,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     except FaustVersionError as exc:
         raise CliError(str(exc)) from None
     worker = Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
+    tune_gc(settings.gc_gen0_threshold)  # after imports and app set-up: those objects are frozen (ADR 0013)
     worker.execute_from_commandline()
     return 0
 

@@ -24,6 +24,7 @@ from streams.domain.aggregate import (
 )
 from streams.domain.config import DomainConfig
 from streams.domain.portfolio import Portfolio, compute_portfolio, portfolio_alert_records
+from streams.gc_tuning import GEN0_THRESHOLD, tuned_gc
 from streams.ingest.convert import FORMATS, Converted, Record, convert_records, read_records, unreadable
 from streams.ingest.decode import IngestConfig
 from streams.processing import InputRecord, process_batch
@@ -190,8 +191,9 @@ def run(args: argparse.Namespace) -> int:
         console=console, disable=args.no_progress, transient=True,
     ) as bar:
         task = bar.add_task("replay", total=None)
-        replay_lines(lines, config, progress=lambda n: bar.advance(task, n), result=result,
-                     cohort_dimension=args.segment, rules=rules)
+        with tuned_gc(GEN0_THRESHOLD):  # as the worker (ADR 0013)
+            replay_lines(lines, config, progress=lambda n: bar.advance(task, n), result=result,
+                         cohort_dimension=args.segment, rules=rules)
     print_replay_report(result)
     if args.out:
         write_outputs(result, args.out, config)

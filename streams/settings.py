@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.gc_tuning import GEN0_THRESHOLD
+
 
 class Settings(BaseSettings):
     """Everything the worker needs; env vars are `CHURNWATCH_<FIELD>` (e.g. CHURNWATCH_KAFKA_BOOTSTRAP)."""
@@ -64,6 +66,10 @@ class Settings(BaseSettings):
     # Decoded account states kept in memory besides the unwritten ones (least recently used out): ~9 KB each,
     # so 20,000 is ~180 MB. An account in the cache costs no decode when its next event comes.
     state_cache_accounts: int = Field(20_000, ge=0, le=10_000_000)
+    # Young-generation threshold of Python's garbage collector, net allocations (ADR 0013): start-up objects are
+    # frozen and full collections, which traverse every cached account state, run ~70x less often. 0 keeps
+    # CPython's default (700, no freeze).
+    gc_gen0_threshold: int = Field(GEN0_THRESHOLD, ge=0, le=10_000_000)
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
     data_dir: Path = Path("./.churnwatch-data")
     standby_replicas: int = Field(0, ge=0, le=8)

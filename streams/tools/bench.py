@@ -727,9 +727,11 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
                     log(f"  {pct:5.1f}%  {name}")
 
         # 8. in-process replay over the same events: throughput and state size per account.
+        from streams.gc_tuning import GEN0_THRESHOLD, tuned_gc
         from streams.replay import replay_lines
 
-        replayed = replay_lines((value for _k, value, _b in events), final_tick=False)
+        with tuned_gc(GEN0_THRESHOLD):  # as `churnwatch replay` and the worker run (ADR 0013)
+            replayed = replay_lines((value for _k, value, _b in events), final_tick=False)
         result["replay_eps"] = replayed.inputs / replayed.seconds
         sizes = sorted(len(v) for v in replayed.encoded_states().values())
         result["state_bytes_median"] = statistics.median(sizes)
