@@ -70,10 +70,18 @@ def test_prometheus_scrapes_the_worker_and_sees_events_dead_letters_and_batches(
         assert dead == {"invalid_json": 1.0, "missing_account": 1.0}
         assert float(query(base, 'sum(churnwatch_batch_duration_seconds_count)')[0]["value"][1]) >= 1
         assert query(base, "churnwatch_build_info")[0]["metric"]["version"]
-        time.sleep(12)  # the lag and table-size timer runs every 10 s
-        keys = query(base, 'churnwatch_table_keys{table="account_to_state"}')
-        assert float(keys[0]["value"][1]) == 20
-        lag = query(base, "max(churnwatch_consumer_lag_messages)")
+        # The table holds the accounts once the state flush wrote them (CHURNWATCH_STATE_FLUSH_INTERVAL_S, 10 s), and
+        # the lag and table-size timer that reports them runs every 10 s: up to ~20 s after the last event.
+        keys: list[dict] = []
+        lag: list[dict] = []
+        deadline = time.monotonic() + 45
+        while time.monotonic() < deadline:
+            keys = query(base, 'churnwatch_table_keys{table="account_to_state"}')
+            lag = query(base, "max(churnwatch_consumer_lag_messages)")
+            if keys and float(keys[0]["value"][1]) == 20 and lag and float(lag[0]["value"][1]) == 0:
+                break
+            time.sleep(1)
+        assert keys and float(keys[0]["value"][1]) == 20
         assert lag and float(lag[0]["value"][1]) == 0
         print(f"[prometheus] scraped {target}: processed={processed:.0f}, dead letters {dead}, lag 0, 20 accounts")
     finally:
