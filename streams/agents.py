@@ -921,6 +921,12 @@ def register(ctx: Context) -> None:
         # Accounts that arrived with this rebalance may hold billing this worker has never seen: the next tick
         # scans every owned account once (rebuilding `holding`), as after a restart.
         ticked_day.clear()
+        # Event time starts again with the input, as after a restart (ADR 0014): the previous assignment's
+        # watermarks are ahead of the records now read again, and a tick at them would day-end a partition before
+        # its accounts are back (those not in the table are skipped, and their last day ends never evaluated).
+        # A partition counts as read (so idle, ADR 0004) only after a lag measurement of this assignment.
+        watermarks.clear()
+        usage_read_at.clear()
 
     async def _stop_sink(*args: Any, **kwargs: Any) -> None:
         if sink is not None:
