@@ -14,7 +14,7 @@ import orjson
 from faust.types import TP
 
 from schemas.events import BILLING_TYPES
-from streams.adapters.batch_input import BatchInput
+from streams.adapters.batch_input import BatchInput, bound_fetch_wait
 from streams.adapters.batch_input import install as install_batch_input
 from streams.adapters.changelog_writer import ChangelogWriter
 from streams.alignment import UsageGate, align, partitions_to_check
@@ -163,6 +163,8 @@ def register(ctx: Context) -> None:
             cache.begin_flush()
             flush_began[:] = [app.rebalancing_count, time.perf_counter()]
         gen = int(flush_began[0])
+        # Before any state is written: the outputs recorded in it as done are delivered (ADR 0005, ADR 0015).
+        await _await_deliveries()
         await _ensure_changelog_metadata()
         if not _still(gen):
             return  # the rebalance's completion discards the flush with the cache; its records are read again
@@ -379,6 +381,7 @@ def register(ctx: Context) -> None:
     # declared on the topics, so Faust still subscribes to them and assigns the tables' partitions with them.
     batch_input = BatchInput((billing_name, usage_name, actions_name), settings.batch_size)
     install_batch_input(app, batch_input)
+    bound_fetch_wait(app, settings.fetch_max_wait_ms)
     ctx.batch_input = batch_input  # Faust's flow control holds it weakly
 
     @app.agent(topics["canonical"], concurrency=1)  # concurrency=1: agents that write tables (faust #606)
@@ -460,8 +463,10 @@ def register(ctx: Context) -> None:
             for account_id, agg in result.states.items():
                 _track_holding(account_id.encode(), agg)
             waiting = {id(msg) for msg in deferred}  # acknowledged once the gate releases them
+            # Written and acknowledged by the flush timer (flush_account_states), not here: a flush step holds the
+            # state lock for up to state_flush_step_s plus its awaits, and one after every batch doubled the time
+            # a batch waited while a flush ran (ADR 0015).
             cache.applied([msg for msg in accepted if id(msg) not in waiting] + released, time.monotonic())
-            await _flush_step()
         now = time.time()
         metrics.record_events(result.tally)
         metrics.record_dead_letters(result.dead_letter_reasons)
@@ -561,6 +566,43 @@ def register(ctx: Context) -> None:
         last_published[account_id] = time.monotonic()
         pending_health.pop(account_id, None)
 
+    # ADR 0015: outputs sent by batches and ticks (alerts, dead letters, cohort inputs) whose delivery the next flush
+    # step awaits before it writes any account state: a state that records them as done never reaches the
+    # changelog before they reach the broker (ADR 0005), and a batch does not wait a produce round trip.
+    in_flight: list[Any] = []
+    cohort_in_flight = [0]  # cohort inputs sent and not yet delivered: the portfolio front waits for them
+
+    def _track_delivery(sent: Any) -> None:
+        if len(in_flight) >= 10_000:  # long between flushes (many dead letters): keep only the undelivered
+            in_flight[:] = [f for f in in_flight if not f.done()]
+        in_flight.append(sent)
+        sent.add_done_callback(_check_delivery)
+
+    def _check_delivery(sent: Any) -> None:
+        """A failed delivery stops the worker at once, as an awaited one did (ADR 0005): the records that
+        produced it are not acknowledged yet and are read again on restart."""
+        if not sent.cancelled() and (exc := sent.exception()) is not None:
+            _fail_stop("output delivery", exc)
+
+    def _cohort_delivered(sent: Any) -> None:
+        cohort_in_flight[0] -= 1
+        if not sent.cancelled() and sent.exception() is None:
+            cohort_sent[0] = max(cohort_sent[0], sent.result().offset)
+
+    def _alert_latency(event_s: float) -> Any:
+        def observe(sent: Any) -> None:
+            if not sent.cancelled() and sent.exception() is None:
+                metrics.event_to_alert.observe(max(0.0, time.time() - event_s))
+        return observe
+
+    async def _await_deliveries() -> None:
+        """Every output sent so far is on the broker (a failed one stopped the worker: _check_delivery)."""
+        while in_flight:
+            pending = [f for f in in_flight if not f.done()]
+            in_flight.clear()
+            if pending:
+                await asyncio.gather(*pending)
+
     async def _publish(
         states: dict[str, AccountAggregate], alerts: list[Any], cohort_changed: set[str] | frozenset[str],
         gen: int, dead_letters: list[Any] | tuple[()] = (),
@@ -568,38 +610,35 @@ def register(ctx: Context) -> None:
         """Persist and publish what a batch or a tick changed, in the order that keeps at-least-once true
         across a SIGKILL at any point (ADR 0005). False when a rebalance started meanwhile: nothing is kept.
 
-        1. alerts, dead letters and cohort inputs are sent and their delivery awaited: the state written next
-           records them as done (alert book, offsets), so it must never reach the changelog before they do.
-           Killed before step 2, the restarted worker recomputes them with the same ids (a raw duplicate
-           that consumers dedupe by record id), never a loss;
+        1. alerts, dead letters and cohort inputs are sent; the next flush step awaits their delivery before it
+           writes any state (ADR 0015): the state records them as done (alert book, offsets), so it must never
+           reach the changelog before they do. Killed before that write, the restarted worker recomputes them
+           with the same ids (a raw duplicate that consumers dedupe by record id), never a loss;
         2. the changed states are marked for the next flush (ADR 0010), which writes each to the table once;
         3. health records: coalesced per account, published at most every publish_interval_s unless the account
            has a new alert transition or cohort change (or was never published). A killed worker's pending
            records are re-published by the new owner after the rebalance (mark_ready).
         The caller holds `state_lock`, so a tick and a batch never interleave on the table."""
-        deliveries = []
         alerted = set()
         for record in alerts:
-            deliveries.append(await topics["alerts"].send(
-                key=record.account_id.encode(), value=record.model_dump_json().encode()))
+            sent = await topics["alerts"].send(
+                key=record.account_id.encode(), value=record.model_dump_json().encode())
+            _track_delivery(sent)
+            if record.transition == "opened" and record.triggered_by_event_at is not None:
+                sent.add_done_callback(_alert_latency(record.triggered_by_event_at.timestamp()))
+            metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
             alerted.add(record.account_id)
         for dl in dead_letters:
-            deliveries.append(await topics["dead_letters"].send(
+            _track_delivery(await topics["dead_letters"].send(
                 key=(dl.account_id or "").encode() or None, value=dl.model_dump_json().encode()))
-        cohort_deliveries = []
         for account_id in cohort_changed:
             agg = states.get(account_id)
             if agg is not None:
-                cohort_deliveries.append(await topics["cohort_inputs"].send(
-                    key=account_id.encode(), value=cohort_snapshot(agg, settings.segment_dimension)))
-        if deliveries or cohort_deliveries:
-            await asyncio.gather(*deliveries)
-            for sent in await asyncio.gather(*cohort_deliveries):
-                cohort_sent[0] = max(cohort_sent[0], sent.offset)
-        for record in alerts:
-            metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
-            if record.transition == "opened" and record.triggered_by_event_at is not None:
-                metrics.event_to_alert.observe(max(0.0, time.time() - record.triggered_by_event_at.timestamp()))
+                sent = await topics["cohort_inputs"].send(
+                    key=account_id.encode(), value=cohort_snapshot(agg, settings.segment_dimension))
+                _track_delivery(sent)
+                cohort_in_flight[0] += 1
+                sent.add_done_callback(_cohort_delivered)
         if not _still(gen):  # `states` are values of the dropped cache
             return False
         now = time.monotonic()
@@ -624,15 +663,25 @@ def register(ctx: Context) -> None:
     async def publish_pending_health() -> None:
         """The coalesced health records of accounts whose last publish is publish_interval_s old; after a
         rebalance, also every owned account, a chunk per tick, so records held in memory by a killed worker are
-        not lost. Under `state_lock`: a batch's health records wait for its alerts' delivery (ADR 0005)."""
+        not lost. Under `state_lock` (the values are the cache's), held at most about state_flush_step_s at a time:
+        the accounts first published together come due together, thousands at ~0.15 ms each (ADR 0015)."""
+        now = time.monotonic()
+        interval = settings.publish_interval_s
+        due = [a for a in pending_health if now - last_published.get(a, 0.0) >= interval]
+        while due:
+            async with state_lock:
+                if not _settled():
+                    return  # pending values may be of the previous assignment; re-publishing resumes after it
+                deadline = time.perf_counter() + settings.state_flush_step_s
+                while due and time.perf_counter() < deadline:
+                    account_id = due.pop()
+                    agg = pending_health.get(account_id)  # gone: a batch published it meanwhile
+                    if agg is not None:
+                        _emit_health(account_id, agg)
+            await asyncio.sleep(0)
         async with state_lock:
             if not _settled():
-                return  # pending values may be of the previous assignment; re-publishing resumes after it
-            now = time.monotonic()
-            interval = settings.publish_interval_s
-            due = [a for a in pending_health if now - last_published.get(a, 0.0) >= interval]
-            for account_id in due:
-                _emit_health(account_id, pending_health[account_id])
+                return
             chunk, republish[:] = republish[:republish_chunk], republish[republish_chunk:]
             if not chunk:
                 return
@@ -649,11 +698,17 @@ def register(ctx: Context) -> None:
     # Often enough that a flush is at most this late after state_flush_interval_s (monotonic seconds).
     @app.timer(interval=min(1.0, max(0.05, settings.state_flush_interval_s / 2)))
     async def flush_account_states() -> None:
-        """Changed account states are written once they waited state_flush_interval_s, also when no batch comes
-        to do it (ADR 0010); a flush in progress is carried to its end here, a step at a time with the lock
-        released in between, so batches waiting for the lock go first (asyncio.Lock is first come, first served)."""
+        """Changed account states are written once they waited state_flush_interval_s (ADR 0010). The one place a
+        flush starts and runs (ADR 0015): a step at a time with the lock released in between, so batches waiting
+        for the lock go first (asyncio.Lock is first come, first served)."""
         try:
             while True:
+                # What a step would wait for with the lock held, waited for without it, so batches run meanwhile:
+                # the outputs the states record as done (ADR 0015) and, before the last step acknowledges its
+                # records, Faust's send buffer (the step drains again what batches added since, usually nothing).
+                await _await_deliveries()
+                if cache.flushing and not cache.writes_left:
+                    await _drain_send_buffer()
                 async with state_lock:
                     await _flush_step()
                 if not cache.flushing or not _settled() or not _still(int(flush_began[0])):
@@ -814,7 +869,7 @@ def register(ctx: Context) -> None:
         # would give one record id two bodies across recomputations and restarts. The front moves only while
         # every cohort input this worker sent is in the cohort table, and it is taken before the table is read:
         # a month is never final in a portfolio computed without cohort inputs dated in it.
-        if cohort_applied[0] >= cohort_sent[0]:
+        if not cohort_in_flight[0] and cohort_applied[0] >= cohort_sent[0]:
             portfolio_front[0] = _portfolio_front()
         front = portfolio_front[0]
         if ctx.cohort_dirty:

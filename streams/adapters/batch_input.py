@@ -130,6 +130,20 @@ def install(app: Any, batch_input: BatchInput) -> None:
     consumer._drain_messages = MethodType(_make_drain(batch_input), consumer)
 
 
+def bound_fetch_wait(app: Any, max_wait_ms: int) -> None:
+    """Create the worker's Kafka consumer with fetch.max.wait.ms = `max_wait_ms` instead of Faust's fixed 1500
+    (ADR 0015). Call before the worker starts: the consumer thread creates its client when it starts."""
+    thread = app.consumer._thread
+    create = thread._create_worker_consumer
+
+    def _create_worker_consumer(transport: Any) -> Any:
+        consumer = create(transport)
+        consumer._fetch_max_wait_ms = max_wait_ms  # read by AIOKafkaConsumer.start() when it builds its Fetcher
+        return consumer
+
+    thread._create_worker_consumer = _create_worker_consumer
+
+
 def _make_drain(batch_input: BatchInput) -> Any:
     fast_topics = batch_input.topics
     put = batch_input.put

@@ -21,11 +21,12 @@ from typing import Any
 import faust
 import orjson
 
-from streams.adapters.batch_input import BatchInput, install
+from streams.adapters.batch_input import BatchInput, bound_fetch_wait, install
 from streams.settings import Settings
 
 BATCH: int = Settings.model_fields["batch_size"].default  # the worker's defaults
 WITHIN_S: float = Settings.model_fields["batch_timeout_s"].default
+FETCH_MAX_WAIT_MS: int = Settings.model_fields["fetch_max_wait_ms"].default
 
 
 def main(argv: list[str]) -> None:
@@ -34,6 +35,7 @@ def main(argv: list[str]) -> None:
     app = faust.App(group, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
                     consumer_auto_offset_reset="earliest", datadir=tempfile.mkdtemp(prefix="faust-floor-"),
                     processing_guarantee="at_least_once")
+    bound_fetch_wait(app, FETCH_MAX_WAIT_MS)  # the worker's fetch wait (ADR 0015), for both input paths
     source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     seen = {"n": 0}
     start: dict[str, float] = {}
