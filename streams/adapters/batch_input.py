@@ -138,7 +138,12 @@ def bound_fetch_wait(app: Any, max_wait_ms: int) -> None:
 
     def _create_worker_consumer(transport: Any) -> Any:
         consumer = create(transport)
-        consumer._fetch_max_wait_ms = max_wait_ms  # read by AIOKafkaConsumer.start() when it builds its Fetcher
+        # Read by AIOKafkaConsumer.start() when it builds its Fetcher. aiokafka is not pinned: an attribute of
+        # another name would leave Faust's 1500 ms in place without a word, so a missing one stops the worker.
+        if not hasattr(consumer, "_fetch_max_wait_ms"):
+            raise FaustVersionError("the installed aiokafka consumer has no _fetch_max_wait_ms: re-check "
+                                    "streams/adapters/batch_input.py:bound_fetch_wait (ADR 0015)")
+        consumer._fetch_max_wait_ms = max_wait_ms
         return consumer
 
     thread._create_worker_consumer = _create_worker_consumer

@@ -105,3 +105,27 @@ def test_a_rebalance_clearing_a_full_input_lets_the_fetch_loop_go_on() -> None:
 def test_the_installed_faust_fetch_loop_is_the_one_batch_input_copies() -> None:
     # A Faust upgrade changes Consumer._drain_messages: the copy in batch_input must be re-checked (ADR 0011).
     assert faust_drain_matches()
+
+
+def test_the_worker_consumer_is_created_with_the_bounded_fetch_wait() -> None:
+    import inspect
+    import tempfile
+
+    import faust
+    from aiokafka import AIOKafkaConsumer
+
+    from streams.adapters.batch_input import bound_fetch_wait
+
+    async def go() -> None:
+        app = faust.App("test-fetch-wait", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
+                        datadir=tempfile.mkdtemp(prefix="fetch-wait-"))
+        bound_fetch_wait(app, 20)
+        consumer = app.consumer._thread._create_worker_consumer(app.transport)  # no connection until start()
+        try:
+            assert consumer._fetch_max_wait_ms == 20
+        finally:
+            await consumer.stop()
+
+    asyncio.run(go())
+    # ...and start() hands that attribute to the Fetcher it builds (aiokafka is not pinned).
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
