@@ -132,18 +132,23 @@ def install(app: Any, batch_input: BatchInput) -> None:
 
 def bound_fetch_wait(app: Any, max_wait_ms: int) -> None:
     """Create the worker's Kafka consumer with fetch.max.wait.ms = `max_wait_ms` instead of Faust's fixed 1500
-    (ADR 0015). Call before the worker starts: the consumer thread creates its client when it starts."""
+    (ADR 0015). Call before the worker starts: the consumer thread creates its client when it starts.
+
+    aiokafka is not pinned, and an attribute of another name would silently leave Faust's 1500 ms in place: an
+    aiokafka whose consumer does not set `_fetch_max_wait_ms` in its constructor and read it in `start()` is
+    refused here, at app creation (the worker command reports it in one line)."""
+    from aiokafka import AIOKafkaConsumer
+
+    if not all("_fetch_max_wait_ms" in f.__code__.co_names for f in (AIOKafkaConsumer.__init__,
+                                                                     AIOKafkaConsumer.start)):
+        raise FaustVersionError("the installed aiokafka's consumer does not keep _fetch_max_wait_ms: re-check "
+                                "streams/adapters/batch_input.py:bound_fetch_wait (ADR 0015)")
     thread = app.consumer._thread
     create = thread._create_worker_consumer
 
     def _create_worker_consumer(transport: Any) -> Any:
         consumer = create(transport)
-        # Read by AIOKafkaConsumer.start() when it builds its Fetcher. aiokafka is not pinned: an attribute of
-        # another name would leave Faust's 1500 ms in place without a word, so a missing one stops the worker.
-        if not hasattr(consumer, "_fetch_max_wait_ms"):
-            raise FaustVersionError("the installed aiokafka consumer has no _fetch_max_wait_ms: re-check "
-                                    "streams/adapters/batch_input.py:bound_fetch_wait (ADR 0015)")
-        consumer._fetch_max_wait_ms = max_wait_ms
+        consumer._fetch_max_wait_ms = max_wait_ms  # read by AIOKafkaConsumer.start() when it builds its Fetcher
         return consumer
 
     thread._create_worker_consumer = _create_worker_consumer

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import tempfile
 from dataclasses import dataclass
 
-from streams.adapters.batch_input import AHEAD_BATCHES, BatchInput, faust_drain_matches
+import faust
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from streams.adapters.batch_input import (
+    AHEAD_BATCHES,
+    BatchInput,
+    FaustVersionError,
+    bound_fetch_wait,
+    faust_drain_matches,
+)
 
 
 @dataclass
@@ -108,14 +120,6 @@ def test_the_installed_faust_fetch_loop_is_the_one_batch_input_copies() -> None:
 
 
 def test_the_worker_consumer_is_created_with_the_bounded_fetch_wait() -> None:
-    import inspect
-    import tempfile
-
-    import faust
-    from aiokafka import AIOKafkaConsumer
-
-    from streams.adapters.batch_input import bound_fetch_wait
-
     async def go() -> None:
         app = faust.App("test-fetch-wait", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
                         datadir=tempfile.mkdtemp(prefix="fetch-wait-"))
@@ -129,3 +133,16 @@ def test_the_worker_consumer_is_created_with_the_bounded_fetch_wait() -> None:
     asyncio.run(go())
     # ...and start() hands that attribute to the Fetcher it builds (aiokafka is not pinned).
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
+
+
+def test_an_aiokafka_without_the_fetch_wait_attribute_is_refused_at_app_creation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def start(self: AIOKafkaConsumer) -> None:  # a start() that reads no _fetch_max_wait_ms
+        return None
+
+    monkeypatch.setattr(AIOKafkaConsumer, "start", start)
+    app = faust.App("test-fetch-wait-refused", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
+                    datadir=tempfile.mkdtemp(prefix="fetch-wait-"))
+    with pytest.raises(FaustVersionError, match="_fetch_max_wait_ms"):
+        bound_fetch_wait(app, 20)
