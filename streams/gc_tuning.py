@@ -30,7 +30,11 @@ def tune_gc(gen0_threshold: int) -> None:
 
 @contextmanager
 def tuned_gc(gen0_threshold: int) -> Iterator[None]:
-    """`tune_gc` for a block of an otherwise ordinary process (the replay command, the bench's replay phase)."""
+    """`tune_gc` for a block of an otherwise ordinary process (the replay command, the bench's replay phase), undone
+    at its end. `gc.unfreeze` cannot tell whose objects it thaws: a process that froze its own must not use this."""
+    if gen0_threshold <= 0:
+        yield
+        return
     before = gc.get_threshold()
     tune_gc(gen0_threshold)
     try:
