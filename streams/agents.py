@@ -675,8 +675,9 @@ def register(ctx: Context) -> None:
                 deadline = time.perf_counter() + settings.state_flush_step_s
                 while due and time.perf_counter() < deadline:
                     account_id = due.pop()
-                    agg = pending_health.get(account_id)  # gone: a batch published it meanwhile
-                    if agg is not None:
+                    agg = pending_health.get(account_id)
+                    # Gone, or pending again after a batch published it meanwhile: not due (yet).
+                    if agg is not None and now - last_published.get(account_id, 0.0) >= interval:
                         _emit_health(account_id, agg)
             await asyncio.sleep(0)
         async with state_lock:
