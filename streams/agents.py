@@ -16,7 +16,7 @@ from faust.types import TP
 from schemas.events import BILLING_TYPES
 from streams.adapters.batch_input import BatchInput, bound_fetch_wait
 from streams.adapters.batch_input import install as install_batch_input
-from streams.adapters.changelog_writer import ChangelogWriter
+from streams.adapters.changelog_writer import ChangelogWriter, Staged
 from streams.alignment import UsageGate, align, partitions_to_check
 from streams.domain.aggregate import (
     AccountAggregate,
@@ -50,6 +50,8 @@ REPUBLISH_PER_S = 400
 # The health publish timer's period, seconds: at most publish_interval_s, and short enough that re-publishing and
 # coalesced records do not wait for a long publish_interval_s tick.
 PUBLISH_TICK_MAX_S = 1.0
+# Records acknowledged between two checks of the step's deadline (~1 us each in Faust, so ~1 ms).
+ACK_CHUNK = 1000
 
 
 def register(ctx: Context) -> None:
@@ -149,17 +151,18 @@ def register(ctx: Context) -> None:
     # The flush in progress: the rebalance count at its start, and its start time (perf_counter seconds).
     flush_began = [0, 0.0]
 
-    async def _flush_step() -> None:
+    async def _flush_step() -> Staged | None:
         """One step of the account-state flush (ADR 0010, ADR 0012). Starts a flush when one is due (every state
         changed since the last one is written to the table once); writes states for at most
-        state_flush_step_s; once all are written, hands the writes to the Kafka client and acknowledges the
-        records applied to them. The caller holds `state_lock`; batches run between steps, so a flush of
-        thousands of accounts does not stop the account stream for the whole of it."""
+        state_flush_step_s and returns their changelog records, which the caller hands to the Kafka client once it
+        has released the lock (ADR 0016); a step with nothing left to write ends the flush, and the caller then
+        acknowledges the records applied to its states. The caller holds `state_lock`; batches run between steps,
+        so a flush of thousands of accounts does not stop the account stream for the whole of it."""
         if not _settled():
-            return
+            return None
         if not cache.flushing:
             if not cache.due(time.monotonic(), settings.state_flush_interval_s, settings.state_flush_accounts):
-                return
+                return None
             cache.begin_flush()
             flush_began[:] = [app.rebalancing_count, time.perf_counter()]
         gen = int(flush_began[0])
@@ -167,28 +170,51 @@ def register(ctx: Context) -> None:
         await _await_deliveries()
         await _ensure_changelog_metadata()
         if not _still(gen):
-            return  # the rebalance's completion discards the flush with the cache; its records are read again
-        deadline = time.perf_counter() + settings.state_flush_step_s
-        writes = []
-        observe = metrics.state_bytes.observe
-        while (item := cache.next_write()) is not None:
-            value = encode_aggregate(item[1])
-            writes.append((item[0], value))
-            observe(len(value))
-            if time.perf_counter() >= deadline:
-                break
-        # The store writes are one step (before the writer's first await); their changelog records are handed to
-        # the Kafka client in batches (ADR 0012), re-routed records and other sends by the buffer drain.
-        await changelog.write(writes)
-        metrics.state_flush_accounts.inc(len(writes))
+            return None  # the rebalance's completion discards the flush with the cache; its records are read again
         if cache.writes_left:
-            return
+            deadline = time.perf_counter() + settings.state_flush_step_s
+            writes = []
+            observe = metrics.state_bytes.observe
+            while (item := cache.next_write()) is not None:
+                value = encode_aggregate(item[1])
+                writes.append((item[0], value))
+                observe(len(value))
+                if time.perf_counter() >= deadline:
+                    break
+            metrics.state_flush_accounts.inc(len(writes))
+            # The store writes happen here, with nothing awaited; their changelog records, in batches (ADR 0012),
+            # go to the Kafka client after the lock is released (ADR 0016).
+            return changelog.stage(writes)
+        # Re-routed records and other sends: handed to the Kafka client before the records are acknowledged.
         await _drain_send_buffer()
         if not _still(gen):  # the partitions may be another worker's now: the re-read dedupes by offset
-            return
-        _acknowledge(cache.end_flush())
+            return None
+        # Acknowledged by the flush timer in steps (ADR 0016): ten seconds of records is ~100,000 acks at ~1 us.
+        to_acknowledge.extend(cache.end_flush())
         metrics.state_flushes.inc()
         metrics.state_flush_duration.observe(time.perf_counter() - flush_began[1])
+        return None
+
+    # Records whose states the last flush wrote, still to acknowledge (ADR 0010, ADR 0016).
+    to_acknowledge: list[Any] = []
+
+    async def _acknowledge_in_steps(gen: int) -> None:
+        """Acknowledge the flushed records, at most state_flush_step_s at a time with batches running in between:
+        Faust acknowledges one record at a time (~1 us each), and a flush's records are seconds of input. After a
+        rebalance started, none: the partitions may be another worker's, which reads them again from the
+        committed offset (the re-read dedupes by offset)."""
+        pos = 0
+        while pos < len(to_acknowledge):
+            if not _still(gen):
+                break
+            deadline = time.perf_counter() + settings.state_flush_step_s
+            while pos < len(to_acknowledge):
+                _acknowledge(to_acknowledge[pos : pos + ACK_CHUNK])
+                pos += ACK_CHUNK
+                if time.perf_counter() >= deadline:
+                    break
+            await asyncio.sleep(0)
+        to_acknowledge.clear()
 
     # ADR 0007: Faust can hand a partition's records to the agent out of offset order around a rebalance
     # (records fetched while the flow is suspended are dropped, stale fetches arrive after a seek), and the
@@ -711,7 +737,14 @@ def register(ctx: Context) -> None:
                 if cache.flushing and not cache.writes_left:
                     await _drain_send_buffer()
                 async with state_lock:
-                    await _flush_step()
+                    staged = await _flush_step()
+                if staged is not None:
+                    # Delivered before the next step (ADR 0016): the producer holds at most one step of changelog,
+                    # so outputs sent meanwhile (alerts) do not queue behind a whole flush (aiokafka has one
+                    # request in flight per broker), and records are acknowledged after their states are stored.
+                    await asyncio.gather(*await changelog.send(staged))
+                if to_acknowledge:
+                    await _acknowledge_in_steps(int(flush_began[0]))
                 if not cache.flushing or not _settled() or not _still(int(flush_began[0])):
                     break
                 await asyncio.sleep(0)
@@ -754,7 +787,13 @@ def register(ctx: Context) -> None:
     @app.timer(interval=settings.alert_tick_s)
     async def advance_event_time() -> None:
         """Day ends each owned partition's watermark has passed (time-driven rules such as inactivity, renewal,
-        activation stalled) and held billing its usage front has passed."""
+        activation stalled) and held billing its usage front has passed.
+
+        In steps of at most state_flush_step_s under `state_lock`, batches running in between (ADR 0016): when a
+        watermark passes midnight UTC, every account of its partition is due at once (~0.15 ms each, more when
+        its state is decoded from the table), and one lock hold over 50,000 accounts would stop the stream for
+        seconds. An account a batch reaches first has its day ends closed by that batch (`close_days`); the
+        tick then finds nothing open for it."""
         if not watermarks:
             return
         from datetime import UTC, datetime
@@ -768,40 +807,52 @@ def register(ctx: Context) -> None:
         releasable = [k for k, at in holding.items() if at <= fronts.get(partition_of(k), 0.0)]
         if (not todo and not releasable) or not _settled():
             return  # nothing due, or tables may be recovering (their values must not enter the cache)
-        async with state_lock:
-            gen = app.rebalancing_count
-            changed: dict[str, AccountAggregate] = {}
-            cohort_changed: set[str] = set()
-            alerts: list[Any] = []
-            # Every owned account of the partitions to day-end: those in the table, and those only in the cache
-            # (first seen since the last flush).
-            keys = [k for k in table if partition_of(k) in todo] if todo else []
-            if todo:
-                keys += [k for k in cache.dirty_keys() if partition_of(k) in todo and k not in table]
-            keys += [k for k in releasable if partition_of(k) not in todo]
-            for key in keys:
-                agg = cache.get(key, _decode_from_table)
-                if agg is None:
-                    continue
-                partition = partition_of(key)
-                front_before = agg.front_s
-                ticked = tick(agg, datetime.fromtimestamp(marks[partition], tz=UTC), ctx.rules,
-                              datetime.fromtimestamp(fronts[partition], tz=UTC))
-                _track_holding(key, agg)
-                # A moved usage front alone is written too: the cached value the next batch meets has it, so the
-                # table must, or a worker recovering from it would hold billing the uninterrupted one applies.
-                if ticked.alerts or ticked.changed or agg.front_s != front_before:
-                    changed[agg.account_id] = agg
-                    alerts.extend(ticked.alerts)
-                if ticked.ledger_changed:
-                    cohort_changed.add(agg.account_id)
-            for p in todo:
-                ticked_day[p] = int(marks[p] // 86400)
-            log.debug("tick: %d partitions to day-end, %d accounts releasable, %d holding, exhausted %s, "
-                     "%d changed, %d cohort inputs", len(todo), len(releasable), len(holding), _input_exhausted(),
-                     len(changed), len(cohort_changed))
-            if changed:
-                await _publish(changed, alerts, cohort_changed, gen)
+        gen = app.rebalancing_count
+        # Every owned account of the partitions to day-end: those in the table, and those only in the cache
+        # (first seen since the last flush).
+        keys = [k for k in table if partition_of(k) in todo] if todo else []
+        if todo:
+            keys += [k for k in cache.dirty_keys() if partition_of(k) in todo and k not in table]
+        keys += [k for k in releasable if partition_of(k) not in todo]
+        mark_at = {p: datetime.fromtimestamp(m, tz=UTC) for p, m in marks.items()}
+        front_at = {p: datetime.fromtimestamp(f, tz=UTC) for p, f in fronts.items()}
+        pos = n_changed = n_cohort = 0
+        while pos < len(keys):
+            async with state_lock:
+                if not _settled() or not _still(gen):
+                    return  # the next tick scans again; the accounts ticked so far have nothing left open
+                changed: dict[str, AccountAggregate] = {}
+                cohort_changed: set[str] = set()
+                alerts: list[Any] = []
+                deadline = time.perf_counter() + settings.state_flush_step_s
+                while pos < len(keys) and time.perf_counter() < deadline:
+                    key = keys[pos]
+                    pos += 1
+                    agg = cache.get(key, _decode_from_table)
+                    if agg is None:
+                        continue
+                    partition = partition_of(key)
+                    front_before = agg.front_s
+                    ticked = tick(agg, mark_at[partition], ctx.rules, front_at[partition])
+                    _track_holding(key, agg)
+                    # A moved usage front alone is written too: the cached value the next batch meets has it, so
+                    # the table must, or a worker recovering from it would hold billing the uninterrupted one
+                    # applies.
+                    if ticked.alerts or ticked.changed or agg.front_s != front_before:
+                        changed[agg.account_id] = agg
+                        alerts.extend(ticked.alerts)
+                    if ticked.ledger_changed:
+                        cohort_changed.add(agg.account_id)
+                if changed and not await _publish(changed, alerts, cohort_changed, gen):
+                    return
+                n_changed += len(changed)
+                n_cohort += len(cohort_changed)
+            await asyncio.sleep(0)
+        for p in todo:
+            ticked_day[p] = int(marks[p] // 86400)
+        log.debug("tick: %d partitions to day-end, %d accounts releasable, %d holding, exhausted %s, "
+                 "%d changed, %d cohort inputs", len(todo), len(releasable), len(holding), _input_exhausted(),
+                 n_changed, n_cohort)
 
     @app.agent(topics["raw"], concurrency=1)
     async def normalize_raw_events(stream: Any) -> None:

@@ -5,11 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from faust.types import TP
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Staged:
+    """Changelog records of values already in the store, in batches not yet handed to the Kafka client."""
+
+    topic: str
+    batches: list[tuple[int, Any, int]] = field(default_factory=list)  # (partition, batch builder, records)
 
 
 class ChangelogWriter:
@@ -23,8 +32,11 @@ class ChangelogWriter:
     a table with `use_partitioner=True` (ADR 0002). After a batch is delivered, the store records the offset
     of its last record as persisted, as Faust's `_on_changelog_sent` does (RocksDB keeps it for recovery).
 
-    Delivery is not awaited here: like Faust's buffer, the records are handed to the Kafka client, and Faust's
-    commit flushes the producer before it commits input offsets (at-least-once, ADR 0010)."""
+    Writing is two calls (ADR 0016): `stage` writes the store and builds the batches with nothing awaited, under the
+    caller's lock; `send` hands them to the Kafka client after the lock is released, since aiokafka takes a
+    partition's next batch only once the previous one left (a produce round trip, one request in flight per
+    broker). The caller awaits the returned futures before it acknowledges the input records whose effects the
+    values hold (at-least-once, ADR 0010)."""
 
     def __init__(self, table: Any, partition_of: Callable[[bytes], int]) -> None:
         self.table = table
@@ -33,17 +45,18 @@ class ChangelogWriter:
     def _producer(self) -> Any:
         return self.table.app.producer._ensure_producer()  # the aiokafka producer under Faust's
 
-    async def write(self, items: Sequence[tuple[bytes, bytes]]) -> list[asyncio.Future[Any]]:
-        """Store every (key, value) and hand its changelog record to the Kafka client; returns the batches'
-        delivery futures. The store writes happen before the first await, in one step."""
+    def stage(self, items: Sequence[tuple[bytes, bytes]]) -> Staged:
+        """Store every (key, value) and build its changelog record into a batch per partition, without awaiting
+        anything: the caller holds its state lock for this part only, and hands the batches to the Kafka client
+        with `send` after releasing it (ADR 0016)."""
+        staged = Staged(self.table.changelog_topic.get_topic_name())
         if not items:
-            return []
+            return staged
         producer = self._producer()
-        topic = self.table.changelog_topic.get_topic_name()
         store = self.table.data
         partition_of = self.partition_of
         open_batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> (builder, [records in it])
-        full: list[tuple[int, Any, int]] = []  # (partition, builder, records)
+        full = staged.batches
         for key, value in items:
             store[key] = value
             partition = partition_of(key)
@@ -59,11 +72,20 @@ class ChangelogWriter:
                 entry = open_batches[partition] = (builder, [0])
             entry[1][0] += 1
         full.extend((p, b, c[0]) for p, (b, c) in open_batches.items())
+        return staged
+
+    async def send(self, staged: Staged) -> list[asyncio.Future[Any]]:
+        """Hand staged batches to the Kafka client, in order; returns their delivery futures. aiokafka queues one
+        batch per partition and waits for it to leave before it takes the next, so this can await produce round
+        trips: never with a lock that batches need held."""
+        if not staged.batches:
+            return []
+        producer = self._producer()
         futures = []
-        for partition, builder, records in full:
+        for partition, builder, records in staged.batches:
             builder.close()
-            fut = await producer.send_batch(builder, topic, partition=partition)
-            fut.add_done_callback(self._persisted(TP(topic, partition), records))
+            fut = await producer.send_batch(builder, staged.topic, partition=partition)
+            fut.add_done_callback(self._persisted(TP(staged.topic, partition), records))
             futures.append(fut)
         return futures
 
