@@ -35,6 +35,7 @@ from streams.offset_order import InputOrder, Verdict
 from streams.partitioning import PartitionCache
 from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
 from streams.state_cache import StateCache
+from streams.stepping import Steps
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -218,16 +219,11 @@ def register(ctx: Context) -> None:
         Faust acknowledges one record at a time (~1 us each), and a flush's records are seconds of input. After a
         rebalance started, none: the partitions may be another worker's, which reads them again from the
         committed offset (the re-read dedupes by offset)."""
-        pos = 0
-        while pos < len(to_acknowledge):
-            if not _still(gen):
-                break
-            deadline = time.perf_counter() + settings.state_flush_step_s
-            while pos < len(to_acknowledge):
-                _acknowledge(to_acknowledge[pos : pos + ACK_CHUNK])
-                pos += ACK_CHUNK
-                if time.perf_counter() >= deadline:
-                    break
+        chunks = Steps([to_acknowledge[i : i + ACK_CHUNK] for i in range(0, len(to_acknowledge), ACK_CHUNK)],
+                       settings.state_flush_step_s)
+        while chunks.left and _still(gen):
+            for chunk in chunks.step():
+                _acknowledge(chunk)
             await asyncio.sleep(0)
         to_acknowledge.clear()
 
@@ -710,16 +706,14 @@ def register(ctx: Context) -> None:
         interval = settings.publish_interval_s
         due = [a for a in pending_health if now - last_published.get(a, 0.0) >= interval]
         quota = health_publish_quota(len(pending_health), publish_tick_s, interval)
-        if len(due) > quota:
-            # The longest-waiting last (`pop` takes from the end); the rest wait for the next tick.
-            due = heapq.nsmallest(quota, due, key=lambda a: last_published.get(a, 0.0))[::-1]
-        while due:
+        if len(due) > quota:  # the longest-waiting first; the rest wait for the next tick
+            due = heapq.nsmallest(quota, due, key=lambda a: last_published.get(a, 0.0))
+        steps = Steps(due, settings.state_flush_step_s)
+        while steps.left:
             async with state_lock:
                 if not _settled():
                     return  # pending values may be of the previous assignment; re-publishing resumes after it
-                deadline = time.perf_counter() + settings.state_flush_step_s
-                while due and time.perf_counter() < deadline:
-                    account_id = due.pop()
+                for account_id in steps.step():
                     agg = pending_health.get(account_id)
                     # Gone, or pending again after a batch published it meanwhile: not due (yet).
                     if agg is not None and now - last_published.get(account_id, 0.0) >= interval:
@@ -835,18 +829,16 @@ def register(ctx: Context) -> None:
         keys += [k for k in releasable if partition_of(k) not in todo]
         mark_at = {p: datetime.fromtimestamp(m, tz=UTC) for p, m in marks.items()}
         front_at = {p: datetime.fromtimestamp(f, tz=UTC) for p, f in fronts.items()}
-        pos = n_changed = n_cohort = 0
-        while pos < len(keys):
+        n_changed = n_cohort = 0
+        steps = Steps(keys, settings.state_flush_step_s)
+        while steps.left:
             async with state_lock:
                 if not _settled() or not _still(gen):
                     return  # the next tick scans again; the accounts ticked so far have nothing left open
                 changed: dict[str, AccountAggregate] = {}
                 cohort_changed: set[str] = set()
                 alerts: list[Any] = []
-                deadline = time.perf_counter() + settings.state_flush_step_s
-                while pos < len(keys) and time.perf_counter() < deadline:
-                    key = keys[pos]
-                    pos += 1
+                for key in steps.step():
                     agg = cache.get(key, _decode_from_table)
                     if agg is None:
                         continue

@@ -1,0 +1,36 @@
+"""Work over many items in steps of bounded time, so the event loop runs other work (batches) in between."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class Steps(Generic[T]):
+    """`items` handed out a step at a time: each step ends once the caller's work on it has taken `step_s` seconds
+    (at least one item per step). The caller takes the state lock per step and releases it in between, so batches
+    waiting for it go first (ADR 0012, ADR 0016): a flush, a day-end tick, a burst of health records or a flush's
+    acknowledgements never hold up the account stream for more than about one step at a time."""
+
+    def __init__(self, items: Sequence[T], step_s: float, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.items = items
+        self.step_s = step_s
+        self.clock = clock
+        self.done = 0  # items handed out so far
+
+    @property
+    def left(self) -> bool:
+        return self.done < len(self.items)
+
+    def step(self) -> Iterator[T]:
+        """The next items, until the work on them has taken step_s (checked after each item's work)."""
+        deadline = self.clock() + self.step_s
+        while self.done < len(self.items):
+            item = self.items[self.done]
+            self.done += 1
+            yield item
+            if self.clock() >= deadline:
+                return
