@@ -9,13 +9,27 @@ export PYTHONDONTWRITEBYTECODE := 1
 help: ## list the targets
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml
+# Dependencies first (pure Python), then the domain core compiled with mypyc against them (ADR 0018). The compile
+# runs again when a source it compiles or imports changes: a compiled module older than its source would run the
+# old code (tests refuse to start then, see streams/compiled.py).
+NATIVE_SRC := setup.py $(wildcard streams/domain/*.py streams/processing.py schemas/*.py)
+
+$(BIN)/.installed: pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,rocksdb]'
+	$(BIN)/pip install -q --upgrade pip wheel 'setuptools>=68'
+	CHURNWATCH_COMPILE=0 $(BIN)/pip install -q -e '.[dev,rocksdb]'
 	touch $@
 
-install: $(BIN)/.installed ## create .venv and install churnwatch with dev tools
+$(BIN)/.compiled: $(BIN)/.installed $(NATIVE_SRC)
+	@echo "compiling the domain core with mypyc (about a minute)"
+	CHURNWATCH_COMPILE=1 $(BIN)/pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+install: $(BIN)/.compiled ## create .venv, install churnwatch with dev tools, compile the domain core (mypyc)
+
+pure: $(BIN)/.installed ## drop the compiled modules and run pure Python (py-spy sees inside it); `make install` compiles again
+	find streams -name '*.so' -delete
+	rm -f churnwatch_native__mypyc*.so $(BIN)/.compiled
 
 demo: install ## THE RUN COMMAND: local stack, topics, worker, a generated stream, a report
 	$(BIN)/churnwatch demo
@@ -67,8 +81,10 @@ worker: install ## run one worker against CHURNWATCH_* settings
 bench: install ## benchmark on the local stack (ports 27092/27379, below the ephemeral range): writes docs/benchmarks/latest.{json,md}
 	$(BIN)/churnwatch bench $(BENCH_ARGS)
 
-clean: ## remove the virtualenv and local worker data (not the Kafka jar cache)
-	rm -rf $(VENV) .churnwatch-data
+clean: ## remove the virtualenv, compiled modules and local worker data (not the Kafka jar cache)
+	rm -rf $(VENV) .churnwatch-data build
+	find streams -name '*.so' -delete
+	rm -f churnwatch_native__mypyc*.so
 
 
-.PHONY: help install sysdeps demo test reliability unit lint schemas up down status topics worker bench clean
+.PHONY: help install pure sysdeps demo test reliability unit lint schemas up down status topics worker bench clean

@@ -16,6 +16,7 @@ from streams.adapters.metrics import Metrics
 from streams.adapters.offset_probe import OffsetProbe
 from streams.adapters.redis_sink import RedisSink
 from streams.admin import kafka_client_config
+from streams.compiled import build_mode, stale_message, stale_modules
 from streams.domain.aggregate import Rules
 from streams.domain.config import DomainConfig
 from streams.domain.portfolio import Portfolio
@@ -83,6 +84,10 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
     """Build the Faust app for these settings. Nothing connects until the worker starts."""
     from streams import agents, web  # local import: they need the Context type defined above
 
+    stale = stale_modules()
+    if stale:
+        log.warning(stale_message(stale))
+    log.info("domain core: %s (ADR 0018)", build_mode())
     rocksdb_store.register()
     app = faust.App(
         settings.app_id,

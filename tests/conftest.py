@@ -12,6 +12,15 @@ SHARED_FIXTURES = REPO.parent / "shared" / "fixtures"
 pytest_plugins = ["tests.support.stack_fixtures"]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test compiled modules older than their source: the tests would pass or fail on the old code."""
+    from streams.compiled import stale_message, stale_modules
+
+    stale = stale_modules()
+    if stale:
+        raise pytest.UsageError(stale_message(stale))
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO

@@ -101,7 +101,7 @@ def terms_history(state: AccountState) -> list[tuple[int, int, int | None]]:
     """
     out: list[tuple[int, int, int | None]] = []
     for snap in state.snapshots:
-        seats = snap[2] if len(snap) > 2 else None  # type: ignore[misc]
+        seats: int | None = snap[2] if len(snap) > 2 else None  # type: ignore[misc]
         out.append((snap[0], snap[1], seats))
     return out
 

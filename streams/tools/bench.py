@@ -31,6 +31,7 @@ from typing import Any
 import orjson
 
 from streams import stack
+from streams.compiled import build_mode
 from streams.settings import Settings
 from streams.tools.processes import free_port
 
@@ -515,8 +516,12 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
         return None
     # --gil: only the thread holding the GIL is sampled, so the profile is where the worker's Python time goes
     # (the consumer thread and the event loop's waits are not counted twice).
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil",
-                             "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL,
+    # A compiled domain core (ADR 0018) has no Python frames: --native shows its functions as
+    # CPyDef_<module>___<function> (and CPython's own C functions as leaves). py-spy takes native stacks only from
+    # a paused process, so this profile pauses the worker for each sample (it is a separate phase, not timed).
+    how = ["--native"] if build_mode() == "mypyc" else ["--nonblocking"]
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil", *how,
+                             "-o", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -579,6 +584,8 @@ def machine_facts() -> dict[str, Any]:
         "cores": os.cpu_count(), "python": platform.python_version(), "kafka": stack.KAFKA_VERSION,
         "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
         "memory_gib": mem_gib, "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        # `mypyc` or `pure`: whether the domain core ran compiled (ADR 0018); the numbers differ by about 1.5x.
+        "domain_build": build_mode(),
     }
 
 
@@ -803,7 +810,8 @@ def to_markdown(result: dict[str, Any], command: str) -> str:
     m = result["machine"]
     lines = ["# churnwatch benchmark (latest)", "",
              f"Command: `{command}`  ", f"Machine: {m['cores']} cores, {m['memory_gib']} GiB, {m['platform']}, "
-             f"Python {m['python']}, Kafka {m['kafka']} (KRaft, local), load at start {m['loadavg_at_start']}", "",
+             f"Python {m['python']} (domain core: {m.get('domain_build', 'pure')}), Kafka {m['kafka']} (KRaft, local), "
+             f"load at start {m['loadavg_at_start']}", "",
              "| metric | value | meaning |", "|---|---:|---|"]
     lines += [f"| `{k}` | {_fmt(result.get(k))} | {desc} |" for k, desc in ROWS]
     lines += ["", "Ratios within one run are the comparable numbers; see README.md for the method.", ""]
