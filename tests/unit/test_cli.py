@@ -46,3 +46,22 @@ def test_help_lists_every_command() -> None:
     assert out.returncode == 0
     for command in ("worker", "stack", "topics", "produce", "demo", "convert"):
         assert command in out.stdout
+
+
+def test_a_worker_logging_at_warning_leaves_debug_records_unbuilt() -> None:
+    # Faust's start-up spinner used to set the root logger to DEBUG at WARNING and ERROR: every debug call of
+    # aiokafka and Faust then built a record that no handler printed. Checked in a fresh process: setting up the
+    # worker's logging replaces the root logger's handlers.
+    code = (
+        "import logging\n"
+        "from streams.bootstrap import create_app\n"
+        "from streams.cli import make_worker\n"
+        "from streams.settings import Settings\n"
+        "worker = make_worker(create_app(Settings()), 'WARNING')\n"
+        "worker._setup_logging()\n"
+        "print(logging.getLevelName(logging.root.level),"
+        " logging.getLogger('aiokafka.producer.producer').isEnabledFor(logging.DEBUG))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["WARNING", "False"]
