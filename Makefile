@@ -16,7 +16,7 @@ NATIVE_SRC := setup.py $(wildcard streams/domain/*.py streams/processing.py sche
 
 $(BIN)/.installed: pyproject.toml setup.py
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip wheel 'setuptools>=68'
+	$(BIN)/pip install -q --upgrade pip wheel 'setuptools>=77'
 	CHURNWATCH_COMPILE=0 $(BIN)/pip install -q -e '.[dev,rocksdb]'
 	touch $@
 

@@ -516,12 +516,12 @@ def start_profiler(pid: int, out: Path) -> subprocess.Popen[bytes] | None:
         return None
     # --gil: only the thread holding the GIL is sampled, so the profile is where the worker's Python time goes
     # (the consumer thread and the event loop's waits are not counted twice).
-    # A compiled domain core (ADR 0018) has no Python frames: --native shows its functions as
-    # CPyDef_<module>___<function> (and CPython's own C functions as leaves). py-spy takes native stacks only from
-    # a paused process, so this profile pauses the worker for each sample (it is a separate phase, not timed).
-    how = ["--native"] if build_mode() == "mypyc" else ["--nonblocking"]
-    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil", *how,
-                             "-o", str(out)], stdout=subprocess.DEVNULL,
+    # --nonblocking: the worker is never paused. A compiled domain core (ADR 0018) has no Python frames, so its time
+    # shows as the self time of its Python caller (`_apply_batch_locked`). Not --native: py-spy takes native stacks
+    # only by pausing the process for each sample, and that skews the profile towards system calls (one such
+    # profile put 18 % of the worker in getpid).
+    return subprocess.Popen([exe, "record", "--pid", str(pid), "--format", "raw", "--rate", "100", "--gil",
+                             "--nonblocking", "-o", str(out)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
