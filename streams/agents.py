@@ -9,7 +9,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -57,6 +57,57 @@ PUBLISH_TICK_MAX_S = 1.0
 ACK_CHUNK = 1000
 # Coalesced health records the health timer may always publish per tick, however few accounts are pending.
 HEALTH_MIN_PER_TICK = 50
+
+# Records applied and not yet acknowledged, one per partition of a batch: (topic, partition, offsets in order).
+# Not the Faust messages, nor a tuple per record: either kept ~10 s of input alive until the flush, and that was
+# most of what each young garbage collection traversed (ADR 0019).
+Ack = tuple[str, int, list[int]]
+
+
+def ack_groups(records: Iterable[Any]) -> list[Ack]:
+    """The records' (topic, partition, offset) grouped by partition, each partition's offsets in record order."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        offsets = groups.get(key)
+        if offsets is None:
+            offsets = groups[key] = []
+        offsets.append(record.offset)
+    return [(topic, partition, offsets) for (topic, partition), offsets in groups.items()]
+
+
+def ack_chunks(groups: list[Ack], size: int) -> list[list[Ack]]:
+    """The groups cut into chunks of at most `size` offsets each (a group may be split), in order."""
+    chunks: list[list[Ack]] = []
+    chunk: list[Ack] = []
+    room = size
+    for topic, partition, offsets in groups:
+        start = 0
+        while start < len(offsets):
+            part = offsets[start : start + room]
+            chunk.append((topic, partition, part))
+            start += len(part)
+            room -= len(part)
+            if room == 0:
+                chunks.append(chunk)
+                chunk, room = [], size
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
+class _AckedRecord:
+    """What Faust's `Consumer.ack` reads of a message: its `acked` flag, topic, partition and offset (and a weak
+    reference, for its set of unacknowledged messages). Faust is pinned to one version (ADR 0011)."""
+
+    __slots__ = ("__weakref__", "acked", "offset", "topic", "tp")
+
+    def __init__(self) -> None:
+        self.acked = False
+        self.topic = ""
+        self.tp: TP | None = None
+        self.offset = -1
+
 
 
 def health_publish_quota(pending: int, tick_s: float, interval_s: float) -> int:
@@ -124,7 +175,7 @@ def register(ctx: Context) -> None:
 
     # ADR 0010: decoded account states, changed in memory by every batch and written to the table once per flush;
     # the records applied to them are acknowledged after that write.
-    cache: StateCache[bytes, AccountAggregate, Any] = StateCache(settings.state_cache_accounts)
+    cache: StateCache[bytes, AccountAggregate, Ack] = StateCache(settings.state_cache_accounts)
     # Faust's rebalance count at the last on_rebalance_complete (mark_ready): the tables are recovered and every
     # partition is about to be sought to the committed offset, and the cache was emptied (its unwritten changes
     # are lost on purpose: their records were never acknowledged and are read again). From a rebalance's start
@@ -212,15 +263,14 @@ def register(ctx: Context) -> None:
         return None
 
     # Records whose states the last flush wrote, still to acknowledge (ADR 0010, ADR 0016).
-    to_acknowledge: list[Any] = []
+    to_acknowledge: list[Ack] = []
 
     async def _acknowledge_in_steps(gen: int) -> None:
         """Acknowledge the flushed records, at most state_flush_step_s at a time with batches running in between:
         Faust acknowledges one record at a time (~1 us each), and a flush's records are seconds of input. After a
         rebalance started, none: the partitions may be another worker's, which reads them again from the
         committed offset (the re-read dedupes by offset)."""
-        chunks = Steps([to_acknowledge[i : i + ACK_CHUNK] for i in range(0, len(to_acknowledge), ACK_CHUNK)],
-                       settings.state_flush_step_s)
+        chunks = Steps(ack_chunks(to_acknowledge, ACK_CHUNK), settings.state_flush_step_s)
         while chunks.left and _still(gen):
             for chunk in chunks.step():
                 _acknowledge(chunk)
@@ -405,13 +455,21 @@ def register(ctx: Context) -> None:
             metrics.usage_waiting.set(gate.count())
         return aligned.ready, aligned.released, aligned.deferred
 
-    def _acknowledge(messages: list[Any]) -> None:
+    def _acknowledge(acks: list[Ack]) -> None:
         """Records taken out of Faust's acknowledgement by _drop count as processed now (the flush that wrote
-        their states, ADR 0010)."""
+        their states, ADR 0010). Faust's ack reads a message's flag, topic, partition and offset only: one
+        stand-in carries them for every record (ADR 0019)."""
         consumer = app.consumer
-        for msg in messages:
-            msg.acked = False
-            consumer.ack(msg)
+        stand_in = _AckedRecord()
+        tps: dict[tuple[str, int], TP] = {}
+        for topic, partition, offsets in acks:
+            tp = tps.get((topic, partition))
+            if tp is None:
+                tp = tps[(topic, partition)] = TP(topic, partition)
+            stand_in.topic, stand_in.tp = topic, tp
+            for offset in offsets:
+                stand_in.acked, stand_in.offset = False, offset
+                consumer.ack(stand_in)  # type: ignore[arg-type]  # duck-typed: what ack reads of a Message
 
     # ADR 0011: the canonical topics' records reach this agent in whole batches straight from Faust's fetch loop,
     # not one by one through its stream (about 215 CPU-µs a record on the development machine). The agent stays
@@ -503,7 +561,8 @@ def register(ctx: Context) -> None:
             # Written and acknowledged by the flush timer (flush_account_states), not here: a flush step holds the
             # state lock for up to state_flush_step_s plus its awaits, and one after every batch doubled the time
             # a batch waited while a flush ran (ADR 0015).
-            cache.applied([msg for msg in accepted if id(msg) not in waiting] + released, time.monotonic())
+            cache.applied(ack_groups([msg for msg in accepted if id(msg) not in waiting] + released),
+                          time.monotonic())
         now = time.time()
         metrics.record_events(result.tally)
         metrics.record_dead_letters(result.dead_letter_reasons)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
-from streams.agents import HEALTH_MIN_PER_TICK, health_publish_quota
+from streams.agents import HEALTH_MIN_PER_TICK, ack_chunks, ack_groups, health_publish_quota
 
 
 def test_a_few_pending_health_records_are_all_published_in_one_tick() -> None:
@@ -23,3 +24,29 @@ def test_the_quota_keeps_up_with_every_pending_account_once_per_interval() -> No
         for tick_s, interval_s in ((1.0, 30.0), (0.05, 0.05), (1.0, 3600.0)):
             quota = health_publish_quota(pending, tick_s, interval_s)
             assert quota * interval_s / tick_s >= pending
+
+
+class Record(NamedTuple):
+    """The fields of a Kafka record the acknowledgement needs."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+def test_applied_records_are_kept_as_offsets_grouped_by_partition_in_record_order() -> None:
+    records = [Record("usage", 0, 5), Record("usage", 1, 7), Record("usage", 0, 6), Record("billing", 0, 2)]
+    assert ack_groups(records) == [("usage", 0, [5, 6]), ("usage", 1, [7]), ("billing", 0, [2])]
+
+
+def test_acknowledgement_chunks_hold_at_most_the_chunk_size_and_keep_every_offset_in_order() -> None:
+    groups = [("usage", 0, list(range(0, 5))), ("usage", 1, list(range(10, 13))), ("billing", 0, [1])]
+    chunks = ack_chunks(groups, 3)
+    assert [sum(len(offsets) for _t, _p, offsets in chunk) for chunk in chunks] == [3, 3, 3]
+    flattened = [(t, p, o) for chunk in chunks for t, p, offsets in chunk for o in offsets]
+    assert flattened == [(t, p, o) for t, p, offsets in groups for o in offsets]
+
+
+def test_no_records_make_no_chunks() -> None:
+    assert ack_chunks([], 1000) == []
+    assert ack_groups([]) == []
