@@ -14,7 +14,10 @@ help: ## list the targets
 # old code (tests refuse to start then, see streams/compiled.py).
 NATIVE_SRC := setup.py $(wildcard streams/domain/*.py streams/processing.py schemas/*.py)
 
-$(BIN)/.installed: pyproject.toml setup.py
+# The compiled modules beside their sources, and mypyc's shared library at the top (what `pure` and `clean` drop).
+DROP_COMPILED := find streams -name '*.so' -delete; rm -f churnwatch_native__mypyc*.so
+
+$(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel 'setuptools>=77'
 	CHURNWATCH_COMPILE=0 $(BIN)/pip install -q -e '.[dev,rocksdb]'
@@ -28,8 +31,7 @@ $(BIN)/.compiled: $(BIN)/.installed $(NATIVE_SRC)
 install: $(BIN)/.compiled ## create .venv, install churnwatch with dev tools, compile the domain core (mypyc)
 
 pure: $(BIN)/.installed ## drop the compiled modules and run pure Python (py-spy sees inside it); `make install` compiles again
-	find streams -name '*.so' -delete
-	rm -f churnwatch_native__mypyc*.so $(BIN)/.compiled
+	$(DROP_COMPILED); rm -f $(BIN)/.compiled
 
 demo: install ## THE RUN COMMAND: local stack, topics, worker, a generated stream, a report
 	$(BIN)/churnwatch demo
@@ -83,8 +85,7 @@ bench: install ## benchmark on the local stack (ports 27092/27379, below the eph
 
 clean: ## remove the virtualenv, compiled modules and local worker data (not the Kafka jar cache)
 	rm -rf $(VENV) .churnwatch-data build
-	find streams -name '*.so' -delete
-	rm -f churnwatch_native__mypyc*.so
+	$(DROP_COMPILED)
 
 
 .PHONY: help install pure sysdeps demo test reliability unit lint schemas up down status topics worker bench clean

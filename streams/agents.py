@@ -109,7 +109,6 @@ class _AckedRecord:
         self.offset = -1
 
 
-
 def health_publish_quota(pending: int, tick_s: float, interval_s: float) -> int:
     """Coalesced health records to publish in one tick of the health timer: twice the steady rate (each of the
     `pending` accounts once per `interval_s`), at least HEALTH_MIN_PER_TICK.
@@ -461,12 +460,8 @@ def register(ctx: Context) -> None:
         stand-in carries them for every record (ADR 0019)."""
         consumer = app.consumer
         stand_in = _AckedRecord()
-        tps: dict[tuple[str, int], TP] = {}
         for topic, partition, offsets in acks:
-            tp = tps.get((topic, partition))
-            if tp is None:
-                tp = tps[(topic, partition)] = TP(topic, partition)
-            stand_in.topic, stand_in.tp = topic, tp
+            stand_in.topic, stand_in.tp = topic, TP(topic, partition)
             for offset in offsets:
                 stand_in.acked, stand_in.offset = False, offset
                 consumer.ack(stand_in)  # type: ignore[arg-type]  # duck-typed: what ack reads of a Message

@@ -9,7 +9,8 @@ from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-M = TypeVar("M")  # what the caller acknowledges once the states it changed are written (the agent: Kafka messages)
+# What the caller acknowledges once the states it changed are written (the agent: Kafka record offsets, ADR 0019).
+M = TypeVar("M")
 
 
 @dataclass
