@@ -35,7 +35,7 @@ from streams.offset_order import InputOrder, Verdict
 from streams.partitioning import PartitionCache
 from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
 from streams.state_cache import StateCache
-from streams.stepping import Steps
+from streams.stepping import Steps, pause_after_step
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -271,10 +271,16 @@ def register(ctx: Context) -> None:
         committed offset (the re-read dedupes by offset)."""
         chunks = Steps(ack_chunks(to_acknowledge, ACK_CHUNK), settings.state_flush_step_s)
         while chunks.left and _still(gen):
+            began = time.perf_counter()
             for chunk in chunks.step():
                 _acknowledge(chunk)
-            await asyncio.sleep(0)
+            await asyncio.sleep(_flush_pause(time.perf_counter() - began))
         to_acknowledge.clear()
+
+    def _flush_pause(step_s: float) -> float:
+        """How long the flush waits after a step of step_s seconds, batches running meanwhile (ADR 0020)."""
+        return pause_after_step(step_s, settings.state_flush_duty, time.perf_counter() - flush_began[1],
+                                settings.state_flush_interval_s / 2)
 
     # ADR 0007: Faust can hand a partition's records to the agent out of offset order around a rebalance
     # (records fetched while the flow is suspended are dropped, stale fetches arrive after a seek), and the
@@ -804,7 +810,9 @@ def register(ctx: Context) -> None:
                 if cache.flushing and not cache.writes_left:
                     await _drain_send_buffer()
                 async with state_lock:
+                    began = time.perf_counter()
                     staged = await _flush_step()
+                    step_s = time.perf_counter() - began
                 if staged is not None:
                     # Delivered before the next step (ADR 0016): the producer holds at most one step of changelog,
                     # so outputs sent meanwhile (alerts) do not queue behind a whole flush (aiokafka has one
@@ -814,7 +822,7 @@ def register(ctx: Context) -> None:
                     await _acknowledge_in_steps(int(flush_began[0]))
                 if not cache.flushing or not _settled() or not _still(int(flush_began[0])):
                     break
-                await asyncio.sleep(0)
+                await asyncio.sleep(_flush_pause(step_s))
         except Exception as exc:
             _fail_stop("flush_account_states", exc)
 

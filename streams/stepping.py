@@ -34,3 +34,13 @@ class Steps(Generic[T]):
             yield item
             if self.clock() >= deadline:
                 return
+
+
+def pause_after_step(step_s: float, duty: float, elapsed_s: float, budget_s: float) -> float:
+    """Seconds to wait after a background step that ran `step_s` seconds, so that the steps of one piece of work
+    take at most `duty` of the event loop and batches get the rest (ADR 0020). None once the work has run
+    `budget_s` seconds of wall time in all (`elapsed_s`), so it always ends within about budget_s plus its own
+    CPU time, and none at a duty of 1 (steps back to back, batches only in between)."""
+    if duty >= 1.0 or elapsed_s >= budget_s:
+        return 0.0
+    return step_s * (1.0 - duty) / duty

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from streams.stepping import Steps
+import pytest
+
+from streams.stepping import Steps, pause_after_step
 
 
 class FakeClock:
@@ -50,3 +52,16 @@ def test_a_step_abandoned_midway_resumes_after_the_last_item_handed_out() -> Non
         if item == 1:
             break
     assert list(steps.step()) == [2, 3, 4]
+
+
+def test_a_step_is_followed_by_a_pause_that_leaves_batches_the_rest_of_the_loop() -> None:
+    # 20 ms of work at a quarter of the loop: 60 ms for batches before the next step.
+    assert pause_after_step(0.020, duty=0.25, elapsed_s=1.0, budget_s=5.0) == pytest.approx(0.060)
+
+
+def test_steps_run_back_to_back_once_the_work_has_used_its_time_budget() -> None:
+    assert pause_after_step(0.020, duty=0.25, elapsed_s=5.0, budget_s=5.0) == 0.0
+
+
+def test_a_duty_of_one_never_pauses() -> None:
+    assert pause_after_step(0.020, duty=1.0, elapsed_s=0.0, budget_s=5.0) == 0.0
