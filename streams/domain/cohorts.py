@@ -600,6 +600,13 @@ def segment_breakdown(
         from_month=from_month,
         through_month=through_month,
     )
+    return by_segment(months, cells)
+
+
+def by_segment(
+    months: Iterable[CompanyMonth], cells: Iterable[CohortCell]
+) -> dict[str, tuple[list[CompanyMonth], list[CohortCell]]]:
+    """compute_metrics' rows with a segment, per segment value (the overall rows, segment None, left out)."""
     out: dict[str, tuple[list[CompanyMonth], list[CohortCell]]] = {}
     for m in months:
         if m.segment is not None:
