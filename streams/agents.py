@@ -16,7 +16,7 @@ import orjson
 from faust.types import TP
 
 from schemas.events import BILLING_TYPES
-from streams.adapters.batch_input import BatchInput, bound_fetch_wait
+from streams.adapters.batch_input import BatchInput, acknowledge, bound_fetch_wait
 from streams.adapters.batch_input import install as install_batch_input
 from streams.adapters.changelog_writer import ChangelogWriter, Staged
 from streams.alignment import UsageGate, align, partitions_to_check
@@ -94,19 +94,6 @@ def ack_chunks(groups: list[Ack], size: int) -> list[list[Ack]]:
     if chunk:
         chunks.append(chunk)
     return chunks
-
-
-class _AckedRecord:
-    """What Faust's `Consumer.ack` reads of a message: its `acked` flag, topic, partition and offset (and a weak
-    reference, for its set of unacknowledged messages). Faust is pinned to one version (ADR 0011)."""
-
-    __slots__ = ("__weakref__", "acked", "offset", "topic", "tp")
-
-    def __init__(self) -> None:
-        self.acked = False
-        self.topic = ""
-        self.tp: TP | None = None
-        self.offset = -1
 
 
 def health_publish_quota(pending: int, tick_s: float, interval_s: float) -> int:
@@ -273,7 +260,7 @@ def register(ctx: Context) -> None:
         while chunks.left and _still(gen):
             began = time.perf_counter()
             for chunk in chunks.step():
-                _acknowledge(chunk)
+                acknowledge(app.consumer, chunk)
             await asyncio.sleep(_flush_pause(time.perf_counter() - began))
         to_acknowledge.clear()
 
@@ -459,18 +446,6 @@ def register(ctx: Context) -> None:
         if partitions:
             metrics.usage_waiting.set(gate.count())
         return aligned.ready, aligned.released, aligned.deferred
-
-    def _acknowledge(acks: list[Ack]) -> None:
-        """Records taken out of Faust's acknowledgement by _drop count as processed now (the flush that wrote
-        their states, ADR 0010). Faust's ack reads a message's flag, topic, partition and offset only: one
-        stand-in carries them for every record (ADR 0019)."""
-        consumer = app.consumer
-        stand_in = _AckedRecord()
-        for topic, partition, offsets in acks:
-            stand_in.topic, stand_in.tp = topic, TP(topic, partition)
-            for offset in offsets:
-                stand_in.acked, stand_in.offset = False, offset
-                consumer.ack(stand_in)  # type: ignore[arg-type]  # duck-typed: what ack reads of a Message
 
     # ADR 0011: the canonical topics' records reach this agent in whole batches straight from Faust's fetch loop,
     # not one by one through its stream (about 215 CPU-µs a record on the development machine). The agent stays

@@ -21,6 +21,9 @@ from types import MethodType
 from typing import Any
 
 from faust.transport.consumer import CONSUMER_FETCHING, Consumer
+from faust.types import TP
+from faust.types.tuples import ack_lock
+from mode.utils.futures import notify
 
 # Records buffered ahead of the agent, in multiples of its batch size: enough to have the next batch ready while
 # one is applied, small enough that a rebalance does not discard much fetched work.
@@ -29,6 +32,8 @@ AHEAD_BATCHES = 2
 # sha256 of the source of faust-streaming 0.15.3's `Consumer._drain_messages`, the method `_make_drain` copies. The
 # copy is installed only over that exact method: another Faust version must be re-checked first (ADR 0011).
 FAUST_DRAIN_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+# sha256 of the source of faust-streaming 0.15.3's `Consumer.ack`, whose bookkeeping `acknowledge` does in bulk.
+FAUST_ACK_SHA256 = "5fcf41cf45153475de3790dc56fec1b83335956dc8b3bf7ff6bbb2b57627f03f"
 
 
 class FaustVersionError(RuntimeError):
@@ -37,11 +42,50 @@ class FaustVersionError(RuntimeError):
 
 def faust_drain_matches() -> bool:
     """Whether the installed Faust's fetch loop is the one `_make_drain` copies."""
+    return _source_hash(Consumer._drain_messages) == FAUST_DRAIN_SHA256
+
+
+def faust_ack_matches() -> bool:
+    """Whether the installed Faust's `Consumer.ack` keeps the bookkeeping `acknowledge` does in bulk."""
+    return _source_hash(Consumer.ack) == FAUST_ACK_SHA256
+
+
+def _source_hash(method: Any) -> str | None:
     try:
-        source = inspect.getsource(Consumer._drain_messages)
+        source = inspect.getsource(method)
     except (OSError, TypeError):  # no source to compare (a frozen install): not known to match
-        return False
-    return hashlib.sha256(source.encode()).hexdigest() == FAUST_DRAIN_SHA256
+        return None
+    return hashlib.sha256(source.encode()).hexdigest()
+
+
+def acknowledge(consumer: Any, acks: Iterable[tuple[str, int, list[int]]]) -> int:
+    """Offsets, as (topic, partition, offsets) groups, acknowledged to Faust's consumer as its `Consumer.ack` does
+    for a message, under one hold of its lock instead of one per record; returns how many were new.
+
+    Through `ack` with a stand-in message (ADR 0019) a record cost ~1.3 µs, mostly the lock, and the
+    acknowledgements were ~40 % of a flush's work at 15,000 events/s (ADR 0020). This is faust-streaming 0.15.3's
+    bookkeeping (FAUST_ACK_SHA256, checked by `install`); a unit test keeps it in step with `ack` on a real
+    consumer."""
+    enabled = consumer.app.topics.acks_enabled_for
+    committed_offsets, acked_index, acked = consumer._committed_offset, consumer._acked_index, consumer._acked
+    added = 0
+    with ack_lock:
+        try:
+            for topic, partition, offsets in acks:
+                if not enabled(topic):
+                    continue
+                tp = TP(topic, partition)
+                committed = committed_offsets[tp]
+                index, acked_for_tp = acked_index[tp], acked[tp]
+                for offset in offsets:
+                    if (committed is None or offset >= committed) and offset not in index:
+                        index.add(offset)
+                        acked_for_tp.append(offset)
+                        added += 1
+        finally:
+            consumer._n_acked += added
+            notify(consumer._waiting_for_ack)  # as ack does: wakes a commit waiting for acknowledgements
+    return added
 
 
 class BatchInput:
@@ -125,6 +169,12 @@ def install(app: Any, batch_input: BatchInput) -> None:
         raise FaustVersionError(f"faust-streaming {faust.__version__}: Consumer._drain_messages is not the one "
                            "streams/adapters/batch_input.py copies; re-check the copy (ADR 0011) and update "
                            "FAUST_DRAIN_SHA256")
+    if not faust_ack_matches():
+        import faust
+
+        raise FaustVersionError(f"faust-streaming {faust.__version__}: Consumer.ack is not the one "
+                           "streams/adapters/batch_input.py's acknowledge follows; re-check it (ADR 0020) and update "
+                           "FAUST_ACK_SHA256")
     consumer = app.consumer
     app.flow_control.manage_queue(batch_input)  # cleared with Faust's own buffers (a weak set: kept alive by ctx)
     consumer._drain_messages = MethodType(_make_drain(batch_input), consumer)

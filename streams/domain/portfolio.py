@@ -13,10 +13,10 @@ from streams.domain.aggregate import NpsResponse
 from streams.domain.cohorts import (
     CohortCell,
     CompanyMonth,
+    by_segment,
     compute_metrics,
     highest_churn_age,
     second_month_retention,
-    by_segment,
     tally_nps,
     twelfth_month_retention,
 )

@@ -6,16 +6,20 @@ import asyncio
 import inspect
 import tempfile
 from dataclasses import dataclass
+from typing import Any
 
 import faust
 import pytest
 from aiokafka import AIOKafkaConsumer
+from faust.types import TP
 
 from streams.adapters.batch_input import (
     AHEAD_BATCHES,
     BatchInput,
     FaustVersionError,
+    acknowledge,
     bound_fetch_wait,
+    faust_ack_matches,
     faust_drain_matches,
 )
 
@@ -119,6 +123,11 @@ def test_the_installed_faust_fetch_loop_is_the_one_batch_input_copies() -> None:
     assert faust_drain_matches()
 
 
+def test_the_installed_faust_acknowledges_as_acknowledge_does_in_bulk() -> None:
+    # A Faust upgrade changes Consumer.ack: acknowledge must be re-checked (ADR 0020).
+    assert faust_ack_matches()
+
+
 def test_the_worker_consumer_is_created_with_the_bounded_fetch_wait() -> None:
     async def go() -> None:
         app = faust.App("test-fetch-wait", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
@@ -146,3 +155,42 @@ def test_an_aiokafka_without_the_fetch_wait_attribute_is_refused_at_app_creation
                     datadir=tempfile.mkdtemp(prefix="fetch-wait-"))
     with pytest.raises(FaustVersionError, match="_fetch_max_wait_ms"):
         bound_fetch_wait(app, 20)
+
+
+class _Message:
+    """What Faust's Consumer.ack reads of a message (and a weak reference to it)."""
+
+    def __init__(self, topic: str, tp: Any, offset: int) -> None:
+        self.acked, self.topic, self.tp, self.offset = False, topic, tp, offset
+
+
+def _faust_consumer() -> Any:
+    """A real Faust consumer (faust-streaming as pinned), never started: only its acknowledgement bookkeeping."""
+    app = faust.App("ack-test", broker="kafka://127.0.0.1:1", store="memory://")
+    app.topics._acking_topics.add("usage")  # what subscribing an agent to the topic does
+    return app.consumer
+
+
+def _bookkeeping(consumer: Any) -> tuple[Any, ...]:
+    return (
+        {tp: list(offsets) for tp, offsets in consumer._acked.items() if offsets},
+        {tp: set(index) for tp, index in consumer._acked_index.items() if index},
+        consumer._n_acked,
+    )
+
+
+def test_offsets_acknowledged_in_bulk_leave_the_consumer_as_acking_each_record_does() -> None:
+    groups = [("usage", 0, [5, 6, 7]), ("usage", 1, [3]), ("usage", 0, [7, 9]), ("usage", 2, [1, 2])]
+    one_by_one, in_bulk = _faust_consumer(), _faust_consumer()
+    for consumer in (one_by_one, in_bulk):
+        consumer._committed_offset[TP("usage", 2)] = 2  # offset 1 is below the committed one: ignored
+    for topic, partition, offsets in groups:
+        for offset in offsets:
+            record = _Message(topic, TP(topic, partition), offset)
+            one_by_one.ack(record)
+
+    added = acknowledge(in_bulk, groups)
+
+    assert _bookkeeping(one_by_one)[2] == 6  # 7 twice and 1 (below the committed offset): acknowledged once, never
+    assert _bookkeeping(in_bulk) == _bookkeeping(one_by_one)
+    assert added == 6
