@@ -35,7 +35,7 @@ from streams.offset_order import InputOrder, Verdict
 from streams.partitioning import PartitionCache
 from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
 from streams.state_cache import StateCache
-from streams.stepping import Steps, pause_after_step
+from streams.stepping import Pacer, Steps, pause_after_step
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -266,7 +266,7 @@ def register(ctx: Context) -> None:
 
     def _flush_pause(step_s: float) -> float:
         """How long the flush waits after a step of step_s seconds, batches running meanwhile (ADR 0020)."""
-        return pause_after_step(step_s, settings.state_flush_duty, time.perf_counter() - flush_began[1],
+        return pause_after_step(step_s, settings.background_duty, time.perf_counter() - flush_began[1],
                                 settings.state_flush_interval_s / 2)
 
     # ADR 0007: Faust can hand a partition's records to the agent out of offset order around a rebalance
@@ -976,7 +976,8 @@ def register(ctx: Context) -> None:
             ctx.cohort_dirty = False
             snapshots = [(k.decode(), v) for k, v in cohort_table.items()]
             fresh_portfolio = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: compute_portfolio(snapshots, gross_margin=settings.gross_margin)
+                None, lambda: compute_portfolio(snapshots, gross_margin=settings.gross_margin,
+                                                pace=Pacer(settings.background_duty))
             )
             ctx.portfolio = fresh_portfolio
             metrics.record_portfolio(fresh_portfolio)

@@ -70,11 +70,12 @@ class Settings(BaseSettings):
     # A flush is written in steps of at most this long, seconds, with batches in between (ADR 0012): the longest
     # a flush holds up the account stream, and so a floor under the event-to-alert latency while one runs.
     state_flush_step_s: float = Field(0.02, ge=0.001, le=10)
-    # The share of the event loop a flush's steps (writes, then acknowledgements) take, 0-1 (ADR 0020): after a
-    # step of t seconds the flush waits t * (1 - duty) / duty, batches running meanwhile, until it has run half of
-    # state_flush_interval_s; then it steps without waiting, so it always ends. Back to back (1.0), a flush took
-    # ~0.8 s of every 10 s at 15,000 events/s, and batches fell 0.1-0.3 s behind while it ran.
-    state_flush_duty: float = Field(0.25, gt=0, le=1)
+    # The share of the event loop background work takes while it runs, 0-1 (ADR 0020): a flush's steps (writes,
+    # then acknowledgements) and the portfolio refresh's computation (a thread, which otherwise takes the
+    # interpreter from batches half the time). After t seconds of such work it waits t * (1 - duty) / duty, batches
+    # running meanwhile; a flush stops waiting once it has run half of state_flush_interval_s, so it always ends.
+    # Back to back (1.0), a flush took ~0.8 s of every 10 s at 15,000 events/s and batches fell 0.1-0.3 s behind.
+    background_duty: float = Field(0.25, gt=0, le=1)
     # Decoded account states kept in memory besides the unwritten ones (least recently used out): ~9 KB each,
     # so 20,000 is ~180 MB. An account in the cache costs no decode when its next event comes.
     state_cache_accounts: int = Field(20_000, ge=0, le=10_000_000)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, NamedTuple
@@ -535,12 +535,14 @@ def compute_metrics(
     gross_margin: float | None = None,
     from_month: str | None = None,
     through_month: str | None = None,
+    pace: Callable[[], None] | None = None,
 ) -> tuple[list[CompanyMonth], list[CohortCell]]:
     """Batch entry point (replay): every account's facts for every month, summed and finalised.
 
     `nps_by_month` is month -> account id -> tally (see `tally_nps`). With `segments` (account id -> value;
     missing accounts go to UNKNOWN_SEGMENT) the rows of every segment follow the overall rows (segment None).
     Months default to the earliest month every ledger can still report through the newest event's month.
+    `pace`, when given, is called after each account (the worker's refresh thread lets the event loop run).
     """
     ledgers = list(ledgers)
     known = [ledger for ledger in ledgers if ledger.first_month is not None]
@@ -569,6 +571,8 @@ def compute_metrics(
         for month in months_between(max(from_month, ledger.first_month), through_month):
             for key, counters in keyed_contributions(account_month_facts(ledger, month), segment):
                 _add_into(totals, key, counters)
+        if pace is not None:
+            pace()
     for month, per_account in (nps_by_month or {}).items():
         if not from_month <= month <= through_month:
             continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -73,9 +73,11 @@ def portfolio_alert_records(
 
 
 def compute_portfolio(
-    snapshots: Iterable[tuple[str, bytes]], *, gross_margin: float | None = None, through_month: str | None = None
+    snapshots: Iterable[tuple[str, bytes]], *, gross_margin: float | None = None, through_month: str | None = None,
+    pace: Callable[[], None] | None = None,
 ) -> Portfolio:
-    """Decode (account id, cohort snapshot) pairs and compute all metrics in one batch pass."""
+    """Decode (account id, cohort snapshot) pairs and compute all metrics in one batch pass. `pace`, when given,
+    is called after each account's share of the work (see `compute_metrics`)."""
     ledgers: list[MrrLedger] = []
     responses: list[NpsResponse] = []
     segments: dict[str, str] = {}
@@ -86,12 +88,14 @@ def compute_portfolio(
         for at_s, event_id, user_id, score in snap["nps"]:
             when = datetime.fromtimestamp(at_s, tz=UTC)
             responses.append(NpsResponse(when, event_id, account_id, user_id, score))
+        if pace is not None:
+            pace()
     nps = tally_nps(responses)  # type: ignore[arg-type]
     # One pass for the company and every segment: with segments, compute_metrics sums each account-month into
     # the overall rows (segment None) and its segment's rows at once; a second pass without segments computed
     # the same overall rows again (about 40 % of this function's time).
     all_months, all_cells = compute_metrics(
-        ledgers, nps, segments, gross_margin=gross_margin, through_month=through_month
+        ledgers, nps, segments, gross_margin=gross_margin, through_month=through_month, pace=pace
     )
     months = [m for m in all_months if m.segment is None]
     cells = [c for c in all_cells if c.segment is None]

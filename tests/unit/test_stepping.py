@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.stepping import Steps, pause_after_step
+from streams.stepping import Pacer, Steps, pause_after_step
 
 
 class FakeClock:
@@ -65,3 +65,20 @@ def test_steps_run_back_to_back_once_the_work_has_used_its_time_budget() -> None
 
 def test_a_duty_of_one_never_pauses() -> None:
     assert pause_after_step(0.020, duty=1.0, elapsed_s=0.0, budget_s=5.0) == 0.0
+
+
+def test_a_pacer_sleeps_once_the_work_since_its_last_sleep_took_a_step() -> None:
+    slept: list[float] = []
+    pace = Pacer(duty=0.25, step_s=0.005, clock=FakeClock(0.003), sleep=slept.append)
+    pace()  # 3 ms of work since the pacer began: not yet a step
+    assert slept == []
+    pace()  # 6 ms: a step, then three times as long for the event loop
+    assert slept == [pytest.approx(0.018)]
+
+
+def test_a_pacer_at_a_duty_of_one_never_sleeps() -> None:
+    slept: list[float] = []
+    pace = Pacer(duty=1.0, step_s=0.001, clock=FakeClock(0.01), sleep=slept.append)
+    for _ in range(5):
+        pace()
+    assert slept == []
