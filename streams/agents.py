@@ -253,9 +253,9 @@ def register(ctx: Context) -> None:
 
     async def _acknowledge_in_steps(gen: int) -> None:
         """Acknowledge the flushed records, at most state_flush_step_s at a time with batches running in between:
-        a flush's records are seconds of input (~0.06 us each in bulk, ADR 0020, ~1 us through Faust's ack). After a
-        rebalance started, none: the partitions may be another worker's, which reads them again from the
-        committed offset (the re-read dedupes by offset)."""
+        a flush's records are seconds of input (~0.06 us each in bulk, ADR 0020). After a rebalance started,
+        none: the partitions may be another worker's, which reads them again from the committed offset (the
+        re-read dedupes by offset)."""
         chunks = Steps(ack_chunks(to_acknowledge, ACK_CHUNK), settings.state_flush_step_s)
         while chunks.left and _still(gen):
             began = time.perf_counter()

@@ -63,9 +63,9 @@ def acknowledge(consumer: Any, acks: Iterable[tuple[str, int, list[int]]]) -> in
     for a message, under one hold of its lock instead of one per record; returns how many were new.
 
     Through `ack` with a stand-in message (ADR 0019) a record cost ~1 µs, mostly the lock, and the
-    acknowledgements were ~40 % of a flush's work at 15,000 events/s (ADR 0020); in bulk, ~0.06 µs. This is faust-streaming 0.15.3's
-    bookkeeping (FAUST_ACK_SHA256, checked by `install`); a unit test keeps it in step with `ack` on a real
-    consumer."""
+    acknowledgements were ~40 % of a flush's work at 15,000 events/s (ADR 0020); in bulk, ~0.06 µs. This is
+    faust-streaming 0.15.3's bookkeeping (FAUST_ACK_SHA256, checked by `install`); a unit test keeps it in step
+    with `ack` on a real consumer."""
     enabled = consumer.app.topics.acks_enabled_for
     committed_offsets, acked_index, acked = consumer._committed_offset, consumer._acked_index, consumer._acked
     added = 0
