@@ -16,7 +16,7 @@ import orjson
 from faust.types import TP
 
 from schemas.events import BILLING_TYPES
-from streams.adapters.batch_input import BatchInput, acknowledge, bound_fetch_wait
+from streams.adapters.batch_input import Ack, BatchInput, acknowledge, bound_fetch_wait
 from streams.adapters.batch_input import install as install_batch_input
 from streams.adapters.changelog_writer import ChangelogWriter, Staged
 from streams.alignment import UsageGate, align, partitions_to_check
@@ -57,11 +57,6 @@ PUBLISH_TICK_MAX_S = 1.0
 ACK_CHUNK = 1000
 # Coalesced health records the health timer may always publish per tick, however few accounts are pending.
 HEALTH_MIN_PER_TICK = 50
-
-# Records applied and not yet acknowledged, one per partition of a batch: (topic, partition, offsets in order).
-# Not the Faust messages, nor a tuple per record: either kept ~10 s of input alive until the flush, and that was
-# most of what each young garbage collection traversed (ADR 0019).
-Ack = tuple[str, int, list[int]]
 
 
 def ack_groups(records: Iterable[Any]) -> list[Ack]:

@@ -36,14 +36,17 @@ class Steps(Generic[T]):
                 return
 
 
+def duty_pause(work_s: float, duty: float) -> float:
+    """Seconds to wait after `work_s` seconds of background work so that it takes `duty` of the event loop (or of the
+    interpreter lock) and batches get the rest (ADR 0020); none at a duty of 1."""
+    return 0.0 if duty >= 1.0 else work_s * (1.0 - duty) / duty
+
+
 def pause_after_step(step_s: float, duty: float, elapsed_s: float, budget_s: float) -> float:
-    """Seconds to wait after a background step that ran `step_s` seconds, so that the steps of one piece of work
-    take at most `duty` of the event loop and batches get the rest (ADR 0020). None once the work has run
-    `budget_s` seconds of wall time in all (`elapsed_s`), so it always ends within about budget_s plus its own
-    CPU time, and none at a duty of 1 (steps back to back, batches only in between)."""
-    if duty >= 1.0 or elapsed_s >= budget_s:
-        return 0.0
-    return step_s * (1.0 - duty) / duty
+    """`duty_pause` after a step of one piece of work that ran `step_s` seconds, none once the work has run
+    `budget_s` seconds of wall time in all (`elapsed_s`): it always ends within about budget_s plus its own CPU
+    time."""
+    return 0.0 if elapsed_s >= budget_s else duty_pause(step_s, duty)
 
 
 class Pacer:
@@ -60,7 +63,7 @@ class Pacer:
     def __call__(self) -> None:
         worked = self.clock() - self.began
         if worked >= self.step_s:
-            pause = pause_after_step(worked, self.duty, 0.0, float("inf"))
+            pause = duty_pause(worked, self.duty)
             if pause:
                 self.sleep(pause)
             self.began = self.clock()

@@ -12,6 +12,9 @@ from streams import __version__
 # Event-to-alert latency spans milliseconds (live) to days (late events): buckets in seconds.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400)
 BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
+# A flush is paced to CHURNWATCH_BACKGROUND_DUTY (ADR 0020): about its work / duty in wall time, seconds, up to half
+# of CHURNWATCH_STATE_FLUSH_INTERVAL_S (at most 60 s) plus its work.
+FLUSH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80)
 
 
 class Metrics:
@@ -95,7 +98,7 @@ class Metrics:
         self.state_flush_duration = Histogram(
             "churnwatch_state_flush_duration_seconds",
             "Wall time of one flush from its start to its acknowledgements, batches in between included, seconds.",
-            buckets=BATCH_BUCKETS, registry=r,
+            buckets=FLUSH_BUCKETS, registry=r,
         )
         self.state_cache_dropped = Counter(
             "churnwatch_state_cache_dropped_accounts",
