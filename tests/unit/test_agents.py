@@ -50,4 +50,3 @@ def test_acknowledgement_chunks_hold_at_most_the_chunk_size_and_keep_every_offse
 def test_no_records_make_no_chunks() -> None:
     assert ack_chunks([], 1000) == []
     assert ack_groups([]) == []
-
