@@ -6,7 +6,7 @@ from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from itertools import pairwise
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal
 from zlib import crc32
 
 from schemas.events import BILLING_TYPES, CanonicalEvent
@@ -172,12 +172,18 @@ class AccountState:
         return self.engagement.clock_day
 
 
-class ApplyResult(NamedTuple):
-    """What apply_event did. `state` is the input object, mutated in place (see apply_event)."""
+class ApplyResult:
+    """What apply_event did. `state` is the input object, mutated in place (see apply_event).
 
-    state: AccountState
-    outcome: Outcome
-    outputs: list[Any]
+    A plain class, not a NamedTuple: compiled, it is built by a direct C call, where a NamedTuple's `__new__`
+    runs in the interpreter (~0.3 us, once per event; ADR 0018)."""
+
+    __slots__ = ("outcome", "outputs", "state")
+
+    def __init__(self, state: AccountState, outcome: Outcome, outputs: list[Any]) -> None:
+        self.state = state
+        self.outcome: Outcome = outcome
+        self.outputs = outputs
 
 
 def new_account(account_id: str) -> AccountState:

@@ -23,7 +23,6 @@ from __future__ import annotations
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Any, NamedTuple
 
 import orjson
@@ -82,11 +81,17 @@ class AccountAggregate:
         return self.state.account_id
 
 
-class Applied(NamedTuple):
-    aggregate: AccountAggregate
-    outcome: str  # processed / duplicate / too_late
-    ledger_changed: bool
-    alerts: list[AlertRecord]
+class Applied:
+    """What `apply` did (a plain class for the compiled build, as account.ApplyResult)."""
+
+    __slots__ = ("aggregate", "alerts", "ledger_changed", "outcome")
+
+    def __init__(self, aggregate: AccountAggregate, outcome: str, ledger_changed: bool,
+                 alerts: list[AlertRecord]) -> None:
+        self.aggregate = aggregate
+        self.outcome = outcome  # processed / duplicate / too_late
+        self.ledger_changed = ledger_changed
+        self.alerts = alerts
 
 
 @dataclass(frozen=True)
@@ -95,19 +100,24 @@ class Rules:
 
     thresholds: Thresholds
     config: DomainConfig
+    # The default rules' RuleSet, resolved once here. Not a cached_property: in the compiled class that is called
+    # on every access (found in a profile: override matching and a pydantic private attribute per evaluation).
+    defaults: Any = field(init=False, repr=False, compare=False)
+    # False when the thresholds file has no overrides: every account has the default rules.
+    has_overrides: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "defaults", thresholds_for(self.thresholds, None))
+        object.__setattr__(self, "has_overrides", bool(self.thresholds.overrides))
 
     @classmethod
     def load(cls, path: Any = None, config: DomainConfig | None = None) -> Rules:
         return cls(load_thresholds(path), config or DomainConfig())
 
     def for_account(self, state: AccountState) -> Any:
-        if not self.thresholds.overrides:
-            return self._defaults  # every account has the default rules: no override matching per evaluation
+        if not self.has_overrides:
+            return self.defaults  # no override matching per evaluation
         return thresholds_for(self.thresholds, state.plan, state.traits)
-
-    @cached_property
-    def _defaults(self) -> Any:
-        return thresholds_for(self.thresholds, None)
 
 
 _NO_ALERTS: list[AlertRecord] = []
@@ -186,9 +196,14 @@ def usage_front(agg: AccountAggregate) -> int:
     return max(agg.front_s, last) if last is not None else agg.front_s
 
 
-class Released(NamedTuple):
-    alerts: list[AlertRecord]
-    ledger_changed: bool
+class Released:
+    """What releasing held billing (or closing day ends) did; a plain class for the compiled build, as Applied."""
+
+    __slots__ = ("alerts", "ledger_changed")
+
+    def __init__(self, alerts: list[AlertRecord], ledger_changed: bool) -> None:
+        self.alerts = alerts
+        self.ledger_changed = ledger_changed
 
 
 def release_held(agg: AccountAggregate, config: DomainConfig, rules: Rules | None, up_to_s: int) -> Released:
@@ -230,10 +245,15 @@ def close_days(
     return Released(records, ledger_changed)
 
 
-class Ticked(NamedTuple):
-    alerts: list[AlertRecord]
-    changed: bool  # the aggregate must be written back (day ends evaluated, or held billing applied)
-    ledger_changed: bool
+class Ticked:
+    """What `tick` did; a plain class for the compiled build, as Applied."""
+
+    __slots__ = ("alerts", "changed", "ledger_changed")
+
+    def __init__(self, alerts: list[AlertRecord], changed: bool, ledger_changed: bool) -> None:
+        self.alerts = alerts
+        self.changed = changed  # the aggregate must be written back (day ends evaluated, or held billing applied)
+        self.ledger_changed = ledger_changed
 
 
 def tick(agg: AccountAggregate, watermark: datetime, rules: Rules, front: datetime | None = None) -> Ticked:
