@@ -24,6 +24,8 @@ COMPILED = [
     "streams/domain/mrr.py",
     "streams/domain/portfolio.py",
     "streams/domain/rules.py",
+    "streams/ingest/decode.py",
+    "streams/ingest/outcome.py",
     "streams/processing.py",
 ]
 
