@@ -11,8 +11,9 @@ import sys
 
 from setuptools import setup
 
-# Every event passes through these: the domain core and the batch loop around it. Not compiled: domain/config.py
-# and domain/thresholds.py (pydantic models, loaded once), the adapters, the CLI and the tests.
+# Every event passes through these: the canonical decoder, the domain core and the batch loop around it. Not
+# compiled: domain/config.py and domain/thresholds.py (pydantic models, loaded once), the Stripe and Segment
+# adapters, the Faust adapters, the CLI and the tests.
 COMPILED = [
     "streams/domain/account.py",
     "streams/domain/aggregate.py",
