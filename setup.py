@@ -22,6 +22,7 @@ COMPILED = [
     "streams/domain/cohorts.py",
     "streams/domain/engagement.py",
     "streams/domain/health.py",
+    "streams/domain/hot_events.py",
     "streams/domain/mrr.py",
     "streams/domain/portfolio.py",
     "streams/domain/rules.py",

@@ -15,7 +15,7 @@ EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-def _utc_and_sane(value: datetime) -> datetime:
+def utc_and_sane(value: datetime) -> datetime:
     """Every timestamp in a contract is timezone-aware, normalised to UTC, and within 2000..2100."""
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a timezone (UTC recommended)")
@@ -28,14 +28,21 @@ def _utc_and_sane(value: datetime) -> datetime:
     return value
 
 
-UtcDatetime = Annotated[datetime, AfterValidator(_utc_and_sane)]
-Id = Annotated[str, Field(min_length=1, max_length=128)]
-Name = Annotated[str, Field(min_length=1, max_length=64)]
+# Longest identifier (event, account, user, ...), name (plan, feature, ...) and source, in characters; the
+# decoder's pydantic-free path for plain usage events checks the same bounds (streams.ingest.decode.decode_hot).
+ID_MAX_CHARS = 128
+NAME_MAX_CHARS = 64
+SOURCE_MAX_CHARS = 64
+COUNT_MAX = 10**9
+
+UtcDatetime = Annotated[datetime, AfterValidator(utc_and_sane)]
+Id = Annotated[str, Field(min_length=1, max_length=ID_MAX_CHARS)]
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_CHARS)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 # Money is always integer minor units (cents); never floats.
 MinorUnits = Annotated[int, Field(ge=0, le=10**12)]
-Count = Annotated[int, Field(ge=0, le=10**9)]
-PositiveCount = Annotated[int, Field(ge=1, le=10**9)]
+Count = Annotated[int, Field(ge=0, le=COUNT_MAX)]
+PositiveCount = Annotated[int, Field(ge=1, le=COUNT_MAX)]
 Role = Literal["owner", "admin", "champion", "member", "viewer", "billing"]
 Priority = Literal["low", "normal", "high", "urgent"]
 BillingInterval = Literal["month", "year"]
@@ -49,7 +56,7 @@ class Envelope(BaseModel):
     event_id: Id
     account_id: Id
     occurred_at: UtcDatetime
-    source: Annotated[str, Field(min_length=1, max_length=64)] = "canonical"
+    source: Annotated[str, Field(min_length=1, max_length=SOURCE_MAX_CHARS)] = "canonical"
     schema_version: Literal[1] = 1
 
 

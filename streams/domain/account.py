@@ -32,6 +32,7 @@ from streams.domain.engagement import (
     roll,
     utc_from_s,
 )
+from streams.domain.hot_events import HotEvent
 
 Status = Literal["none", "trialing", "active", "past_due", "paused", "canceled"]
 Stage = Literal["trial", "onboarding", "adoption", "retention", "expansion", "churned", "reactivated"]
@@ -271,7 +272,7 @@ def bounded_traits(traits: dict[str, str], config: DomainConfig) -> dict[str, st
 
 def apply_event(
     state: AccountState,
-    event: CanonicalEvent,
+    event: CanonicalEvent | HotEvent,
     config: DomainConfig,
     *,
     source: str | None = None,

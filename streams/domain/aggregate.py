@@ -23,7 +23,7 @@ from __future__ import annotations
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import orjson
 
@@ -41,6 +41,7 @@ from streams.domain.alerts import (
 from streams.domain.codec import decode_state, encode_state
 from streams.domain.config import DomainConfig
 from streams.domain.engagement import DAY_S
+from streams.domain.hot_events import HotEvent
 from streams.domain.mrr import LateEventError, MrrLedger, apply_billing_event, decode_ledger, encode_ledger
 from streams.domain.thresholds import Thresholds, load_thresholds, thresholds_for
 
@@ -303,7 +304,7 @@ def _billing_checkpoint(agg: AccountAggregate, event: CanonicalEvent, rules: Rul
 
 def apply(
     agg: AccountAggregate,
-    event: CanonicalEvent,
+    event: CanonicalEvent | HotEvent,
     config: DomainConfig,
     *,
     source: str | None = None,
@@ -322,7 +323,7 @@ def apply(
         at_s = int(event.occurred_at.timestamp())
     if event.type in BILLING_TYPES:
         if at_s > usage_front(agg):
-            return _hold(agg, event, at_s, source, offset)
+            return _hold(agg, cast(CanonicalEvent, event), at_s, source, offset)  # a hot event is a usage event
         return _apply_now(agg, event, config, source, offset, rules, at_s)
     state = agg.state
     alerts: list[AlertRecord] = _NO_ALERTS
@@ -366,7 +367,7 @@ def _hold(agg: AccountAggregate, event: CanonicalEvent, at_s: int, source: str |
 
 def _apply_now(
     agg: AccountAggregate,
-    event: CanonicalEvent,
+    event: CanonicalEvent | HotEvent,
     config: DomainConfig,
     source: str | None,
     offset: int | None,
@@ -382,6 +383,7 @@ def _apply_now(
         return Applied(agg, result.outcome, False, alerts)
     changed = False
     if billing:
+        event = cast(CanonicalEvent, event)  # a hot event (domain.hot_events) is a usage event
         try:
             before = agg.ledger
             agg.ledger, _months = apply_billing_event(

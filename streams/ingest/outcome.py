@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from schemas.deadletter import DeadLetter, DeadLetterReason
 from schemas.events import CanonicalEvent
+from streams.domain.hot_events import HotEvent
 
 
 class SkipReason(StrEnum):
@@ -38,7 +39,7 @@ class Decoded:
 
     __slots__ = ("dead_letter", "event")
 
-    def __init__(self, event: CanonicalEvent | None, dead_letter: DeadLetter | None) -> None:
+    def __init__(self, event: CanonicalEvent | HotEvent | None, dead_letter: DeadLetter | None) -> None:
         self.event = event
         self.dead_letter = dead_letter
 
