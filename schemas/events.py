@@ -15,7 +15,7 @@ EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
 
 
-def utc_and_sane(value: datetime) -> datetime:
+def _utc_and_sane(value: datetime) -> datetime:
     """Every timestamp in a contract is timezone-aware, normalised to UTC, and within 2000..2100."""
     if value.tzinfo is None:
         raise ValueError("timestamp must carry a timezone (UTC recommended)")
@@ -29,13 +29,14 @@ def utc_and_sane(value: datetime) -> datetime:
 
 
 # Longest identifier (event, account, user, ...), name (plan, feature, ...) and source, in characters; the
-# decoder's pydantic-free path for plain usage events checks the same bounds (streams.ingest.decode.decode_hot).
+# decoder's pydantic-free path for plain usage events checks the same bounds, and the event-time range above, with
+# these constants (streams.ingest.decode.decode_hot).
 ID_MAX_CHARS = 128
 NAME_MAX_CHARS = 64
 SOURCE_MAX_CHARS = 64
 COUNT_MAX = 10**9
 
-UtcDatetime = Annotated[datetime, AfterValidator(utc_and_sane)]
+UtcDatetime = Annotated[datetime, AfterValidator(_utc_and_sane)]
 Id = Annotated[str, Field(min_length=1, max_length=ID_MAX_CHARS)]
 Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX_CHARS)]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]

@@ -5,7 +5,9 @@ Interface (all pure, none raises for any input):
     decode_canonical(raw, *, topic, partition=None, offset=None, max_bytes=65536,
                      type_prefixes=("com.churnwatch.",)) -> Decoded
         For `billing-events` / `usage-events`: a canonical event, or a CloudEvents 1.0 structured-JSON
-        envelope around one. Returns Decoded(event, None) or Decoded(None, dead_letter).
+        envelope around one. Returns Decoded(event, None) or Decoded(None, dead_letter). The event is a
+        schema model, or for a plain session.started / feature.used a compiled Hot* event with the same
+        attributes and values (decode_hot, ADR 0021).
 
     decode_for_topic(raw, kind, *, topic, partition=None, offset=None, config=DEFAULT_CONFIG)
         -> list[Decoded] | Skipped
@@ -16,8 +18,10 @@ Interface (all pure, none raises for any input):
     make_dead_letter(reason, message, raw, *, topic, ...) -> DeadLetter
         For checks the worker makes after decoding (too_late, future_timestamp).
 
-The size limit is checked before parsing. Canonical JSON is validated straight from bytes by pydantic
-(`validate_json`, measured faster than orjson + validate_python); orjson is used only for CloudEvents, the
+The size limit is checked before parsing. Plain session.started / feature.used events are read with orjson and
+checked against the schema's bounds without pydantic (decode_hot, ADR 0021); every other canonical event, and any
+such event decode_hot declines, is validated straight from bytes by pydantic (`validate_json`, measured faster
+than orjson + validate_python), which also words every dead letter. orjson is used besides for CloudEvents, the
 source adapters, and to classify failures.
 """
 
@@ -301,8 +305,8 @@ def decode_hot(raw: bytes) -> HotEvent | None:
     without pydantic (ADR 0021); None for anything else, which the caller validates with pydantic.
 
     Plain: a JSON object whose fields have exactly the JSON types the schema's model takes unchanged, within its
-    bounds: strings with no surrounding whitespace to strip (first and last characters printable ASCII), integers
-    as JSON integers, a timestamp matching _PLAIN_TIME within the schema's range. Unknown keys are ignored, as
+    bounds: strings of printable ASCII with no space at either end (nothing to strip), integers as JSON integers,
+    a timestamp matching _PLAIN_TIME within the schema's range. Unknown keys are ignored, as
     the model ignores them. Every event accepted here gets the values pydantic would give it (a property test
     holds the two together); an event refused here may still be valid, and pydantic decides it."""
     try:
@@ -346,8 +350,9 @@ def _plain(value: Any, most: int) -> TypeGuard[str]:
 
 
 def _plain_time(value: Any) -> datetime | None:
-    """The timestamp as `utc_and_sane` would return it (aware, in range, `timezone.utc`), or None. Its checks are
-    made here on the compiled side: calling the schema's Python validator cost a fifth of this decoder."""
+    """The timestamp as the schema's `_utc_and_sane` would return it (aware, in range, `timezone.utc`), or None.
+    The same checks, on the same constants, made here on the compiled side: calling the schema's Python validator
+    cost a fifth of this decoder."""
     if type(value) is not str or _PLAIN_TIME.fullmatch(value) is None:
         return None
     try:

@@ -19,26 +19,16 @@ from streams.domain.hot_events import HotFeatureUsed, HotSessionStarted
 from streams.ingest.decode import decode_canonical, decode_hot
 from streams.processing import InputRecord, process_batch
 
+from .helpers import canonical
+
 SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-MISSING = object()
-
-
-def feature_used(**overrides: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "event_id": "ev-1", "account_id": "acct-1", "occurred_at": "2026-03-02T09:30:00Z", "source": "app",
-        "type": "feature.used", "user_id": "u-1", "feature": "exports", "count": 2,
-    }
-    event.update(overrides)
-    return {k: v for k, v in event.items() if v is not MISSING}
 
 
 def session_started(**overrides: Any) -> dict[str, Any]:
-    event: dict[str, Any] = {
-        "event_id": "ev-2", "account_id": "acct-1", "occurred_at": "2026-03-02T09:31:00Z", "type": "session.started",
-        "user_id": "u-1",
-    }
-    event.update(overrides)
-    return {k: v for k, v in event.items() if v is not MISSING}
+    """A valid session.started event with overrides (`...` removes a field); feature.used is helpers.canonical."""
+    fields: dict[str, Any] = {"type": "session.started", "feature": ..., "count": ..., "source": ...,
+                              "occurred_at": "2026-03-02T09:31:00Z"}
+    return canonical(**{**fields, **overrides})
 
 
 def assert_same_as_pydantic(raw: bytes) -> None:
@@ -59,9 +49,9 @@ def assert_same_as_pydantic(raw: bytes) -> None:
 
 
 def test_a_plain_feature_used_event_is_decoded_without_pydantic() -> None:
-    decoded = decode_canonical(orjson.dumps(feature_used()), topic="usage-events")
+    decoded = decode_canonical(orjson.dumps(canonical()), topic="usage-events")
     assert isinstance(decoded.event, HotFeatureUsed)
-    assert decoded.event.fields() == canonical_event_adapter.validate_python(feature_used()).model_dump()
+    assert decoded.event.fields() == canonical_event_adapter.validate_python(canonical()).model_dump()
 
 
 def test_a_plain_session_started_event_is_decoded_without_pydantic() -> None:
@@ -80,7 +70,7 @@ def test_a_plain_session_started_event_is_decoded_without_pydantic() -> None:
     {"user_id": "ü-1"},  # non-ASCII at an end
 ])
 def test_an_event_the_hot_path_declines_still_decodes_through_pydantic(overrides: dict[str, Any]) -> None:
-    raw = orjson.dumps(feature_used(**overrides))
+    raw = orjson.dumps(canonical(**overrides))
     assert decode_hot(raw) is None
     decoded = decode_canonical(raw, topic="usage-events")
     assert decoded.dead_letter is None
@@ -92,17 +82,17 @@ def test_an_event_the_hot_path_declines_still_decodes_through_pydantic(overrides
     ({"occurred_at": "2026-03-02T09:30:00"}, "invalid_event"),  # no timezone
     ({"count": 0}, "invalid_event"),
     ({"feature": "x" * 65}, "invalid_event"),
-    ({"account_id": MISSING}, "missing_account"),
+    ({"account_id": ...}, "missing_account"),
 ])
 def test_an_invalid_usage_event_is_still_a_dead_letter_with_pydantic_s_reason(overrides: dict[str, Any],
                                                                               reason: str) -> None:
-    decoded = decode_canonical(orjson.dumps(feature_used(**overrides)), topic="usage-events")
+    decoded = decode_canonical(orjson.dumps(canonical(**overrides)), topic="usage-events")
     assert decoded.event is None
     assert decoded.dead_letter is not None and decoded.dead_letter.reason == reason
 
 
 def test_a_hot_event_serialises_to_the_canonical_json_of_its_model() -> None:
-    raw = orjson.dumps(feature_used())
+    raw = orjson.dumps(canonical())
     hot = decode_hot(raw)
     assert hot is not None
     assert hot.model_dump_json() == canonical_event_adapter.validate_json(raw).model_dump_json()
@@ -110,7 +100,7 @@ def test_a_hot_event_serialises_to_the_canonical_json_of_its_model() -> None:
 
 
 def test_duplicate_keys_take_the_last_value_as_pydantic_does() -> None:
-    raw = orjson.dumps(feature_used())[:-1] + b',"feature":"imports"}'
+    raw = orjson.dumps(canonical())[:-1] + b',"feature":"imports"}'
     assert_same_as_pydantic(raw)
     hot = decode_hot(raw)
     assert hot is not None and getattr(hot, "feature", None) == "imports"
@@ -156,7 +146,7 @@ iso_times = st.builds(lambda dt, zulu: dt.isoformat().replace("+00:00", "Z" if z
 def usage_objects(draw: st.DrawFn) -> dict[str, Any]:
     """A plain event of a hot type with random ids and time, then up to three fields changed or removed."""
     etype = draw(st.sampled_from(["feature.used", "session.started"]))
-    obj = feature_used() if etype == "feature.used" else session_started()
+    obj = canonical() if etype == "feature.used" else session_started()
     obj.update(event_id=draw(plain), account_id=draw(plain), user_id=draw(plain), occurred_at=draw(iso_times))
     if etype == "feature.used":
         obj.update(feature=draw(plain), count=draw(st.integers(1, 10**9)))
@@ -198,7 +188,7 @@ def test_a_plain_version_of_any_valid_event_takes_the_hot_path(obj: dict[str, An
 
 
 def test_a_stream_decoded_through_the_hot_path_gives_the_states_and_alerts_pydantic_models_give() -> None:
-    events = [orjson.dumps({"event_id": "s0", "account_id": "acct-1", "occurred_at": "2026-03-01T08:00:00Z",
+    events = [orjson.dumps({"event_id": "s0", "account_id": "acct_1", "occurred_at": "2026-03-01T08:00:00Z",
                             "type": "subscription.started", "plan": "team", "mrr": 9900, "seats": 5})]
     start = datetime(2026, 3, 1, 9, tzinfo=UTC)
     for day in range(1, 40):
@@ -206,7 +196,7 @@ def test_a_stream_decoded_through_the_hot_path_gives_the_states_and_alerts_pydan
             continue  # some silent days: day ends with no activity
         for n in range(3):
             at = (start + timedelta(days=day, hours=n)).isoformat().replace("+00:00", "Z")
-            events.append(orjson.dumps(feature_used(event_id=f"f{day}-{n}", occurred_at=at, feature=f"f{n}",
+            events.append(orjson.dumps(canonical(event_id=f"f{day}-{n}", occurred_at=at, feature=f"f{n}",
                                                     user_id=f"u-{n}")))
             events.append(orjson.dumps(session_started(event_id=f"s{day}-{n}", occurred_at=at, user_id=f"u-{n}")))
     # The same events made unusual in a way pydantic normalises away: every identifier padded with a space.
