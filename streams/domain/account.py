@@ -42,6 +42,21 @@ STATUSES: tuple[str, ...] = ("none", "trialing", "active", "past_due", "paused",
 STAGES: tuple[str, ...] = ("trial", "onboarding", "adoption", "retention", "expansion", "churned", "reactivated")
 INTERVALS: tuple[str, ...] = ("month", "year")
 _FP_MASK = 0xFFFFFFFF
+# The dedupe ring's keys count event seconds from this instant (2050-01-01 UTC, mid-way through the schema's
+# 2000..2100 range), so that `(second << 32) | fingerprint` stays within mypyc's 63-bit tagged integers for events
+# dated 2016..2084: keys from epoch seconds are above 2**62, and every comparison and shift on them went through
+# boxed Python ints (~3 % of a replay). Only the in-memory key changes; the codec stores epoch seconds.
+SEEN_EPOCH_S = 2_524_608_000
+
+
+def seen_key(at_s: int, fp: int) -> int:
+    """The dedupe ring's sort key of an event: its second (from SEEN_EPOCH_S), then its fingerprint."""
+    return ((at_s - SEEN_EPOCH_S) << 32) | fp
+
+
+def seen_second(key: int) -> int:
+    """The event second (epoch seconds) of a dedupe ring key."""
+    return (key >> 32) + SEEN_EPOCH_S
 
 # Billing events that set the subscription's base status (latest by event time wins).
 _BASE_STATUS_OF = {
@@ -92,7 +107,7 @@ class AccountState:
     engagement: Engagement = field(default_factory=Engagement)
     # --- exact-redelivery and retry dedupe ---
     offsets: dict[str, int] = field(default_factory=dict)  # input source -> highest offset applied
-    seen: list[int] = field(default_factory=list)  # sorted keys (at_s << 32 | event fingerprint), newest N
+    seen: list[int] = field(default_factory=list)  # sorted seen_key(at_s, event fingerprint), newest N
     seen_fps: set[int] = field(default_factory=set, compare=False, repr=False)  # fingerprints in `seen`
     # --- register times (order-insensitivity bookkeeping) ---
     snapshot_s: int | None = None  # event time of the snapshot in plan..renews_at_s
@@ -311,7 +326,7 @@ def apply_event(
 
     size = config.dedupe_ring_size
     if size:
-        _remember(state, (at_s << 32) | efp, efp, size)
+        _remember(state, seen_key(at_s, efp), efp, size)
     if source is not None and offset is not None:
         state.offsets[source] = offset
     eng = state.engagement
@@ -363,16 +378,16 @@ def advance(state: AccountState, as_of: datetime | date, config: DomainConfig) -
 def _remember(state: AccountState, key: int, efp: int, size: int) -> None:
     """Keep the fingerprints of the `size` newest events by (event second, fingerprint): order-insensitive."""
     seen = state.seen
-    if len(seen) >= size:
-        if key < seen[0] and len(seen) == size:
-            return  # older than every kept id: nothing to evict for it
+    n = len(seen)
+    if n == size and key < seen[0]:
+        return  # older than every kept id: nothing to evict for it
+    if not n or key > seen[-1]:
+        seen.append(key)  # the common case, events in time order: no search
+    else:
         insort(seen, key)
-        state.seen_fps.add(efp)
-        while len(seen) > size:
-            state.seen_fps.discard(seen.pop(0) & _FP_MASK)
-        return
-    insort(seen, key)
     state.seen_fps.add(efp)
+    while len(seen) > size:
+        state.seen_fps.discard(seen.pop(0) & _FP_MASK)
 
 
 def _fold_snapshots(state: AccountState, n: int) -> None:
@@ -395,7 +410,7 @@ def _settle_snapshots(state: AccountState, bound_day: int) -> None:
 
 def _forget_before(state: AccountState, bound_day: int, *, billing: bool) -> None:
     """Drop one stream's ids dated before its lateness bound: a retry of those is rejected as too_late anyway."""
-    cut = bound_day * DAY_S << 32
+    cut = seen_key(bound_day * DAY_S, 0)
     flag = int(billing)
     seen = state.seen
     drop = [key for key in seen if key < cut and key & 1 == flag]

@@ -9,7 +9,16 @@ from typing import Any
 
 import orjson
 
-from streams.domain.account import INTERVALS, STAGES, STATUSES, AccountState, derive_billing, lifecycle_stage
+from streams.domain.account import (
+    INTERVALS,
+    STAGES,
+    STATUSES,
+    AccountState,
+    derive_billing,
+    lifecycle_stage,
+    seen_key,
+    seen_second,
+)
 from streams.domain.config import DomainConfig, HealthWeights
 from streams.domain.engagement import (
     BITMAP_DAYS,
@@ -172,8 +181,9 @@ def encode_state(state: AccountState) -> bytes:
     prev = base
     gaps = []
     for k in reversed(seen):
-        gaps.append(prev - (k >> 32))
-        prev = k >> 32
+        at = seen_second(k)
+        gaps.append(prev - at)
+        prev = at
     _small(out, gaps)
     if len(out) >= _ZLIB_FROM:
         packed = zlib.compress(out, _ZLIB_LEVEL)
@@ -274,13 +284,13 @@ def decode_state(data: bytes) -> AccountState:
     snapshots = [(base - at, mrr) for at, mrr in zip(r.col(n), r.col(n), strict=True)]
     n = r.count()
     fps = r.raw("I", n)
-    seen = []
+    seconds = []
     at = base
     for gap in r.small(n):
         at -= gap
-        seen.append(at << 32)
-    seen.reverse()
-    seen = [k | fp for k, fp in zip(seen, fps, strict=True)]
+        seconds.append(at)
+    seconds.reverse()
+    seen = [seen_key(at, fp) for at, fp in zip(seconds, fps, strict=True)]
 
     state = AccountState(
         account_id,

@@ -13,8 +13,9 @@ from streams.domain.account import (
     apply_event,
     lifecycle_stage,
     new_account,
+    seen_second,
 )
-from streams.domain.codec import encode_state
+from streams.domain.codec import decode_state, encode_state
 from streams.domain.config import DomainConfig
 from tests.unit.domain.factories import event, feature, session, state_of
 
@@ -234,6 +235,20 @@ def test_the_ring_keeps_the_newest_ids_by_event_time_not_by_arrival() -> None:
     late = session(d(5, 1, 1), event_id="evt_late")
     state = state_of([session(d(5, 1, 5)), session(d(5, 1, 6)), late], config)
     assert apply_event(state, late, config).outcome == "processed"  # older than both kept ids
+
+
+@pytest.mark.parametrize("year", [2000, 2026, 2099])
+def test_the_ring_dedupes_and_round_trips_across_the_schemas_whole_time_range(year: int) -> None:
+    # Ring keys count seconds from 2050 so that they stay small integers for 2016..2084; outside that range they
+    # are ordinary big integers and must behave the same.
+    config = DomainConfig(dedupe_ring_size=3)
+    when = [datetime(year, 6, 1, h, tzinfo=UTC) for h in (3, 1, 2, 4)]  # one out of time order
+    events = [session(w, event_id=f"evt_{n}") for n, w in enumerate(when)]
+    state = state_of(events, config)
+    assert [seen_second(k) for k in state.seen] == [int(w.timestamp()) for w in sorted(when)[1:]]
+    assert decode_state(encode_state(state)) == state
+    assert apply_event(state, events[0], config).outcome == "duplicate"  # 03:00, still among the newest three
+    assert apply_event(state, events[1], config).outcome == "processed"  # 01:00, older than every kept id
 
 
 def test_a_zero_ring_disables_event_id_dedupe() -> None:
