@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from schemas.alerts import AlertRecord
+from schemas.events import BILLING_TYPES
 from streams.domain.aggregate import (
     AccountAggregate,
     Rules,
     cohort_snapshot,
+    decode_aggregate,
     encode_aggregate,
     read_model,
     tick,
@@ -27,7 +32,7 @@ from streams.domain.portfolio import Portfolio, compute_portfolio, portfolio_ale
 from streams.gc_tuning import GEN0_THRESHOLD, tuned_gc
 from streams.ingest.convert import FORMATS, Converted, Record, convert_records, read_records, unreadable
 from streams.ingest.decode import IngestConfig
-from streams.processing import InputRecord, process_batch
+from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
 
 REPLAY_TOPIC = "replay"
 
@@ -84,25 +89,79 @@ def replay_lines(
     lines: Iterable[bytes], config: DomainConfig | None = None, *, batch_size: int = 5000,
     max_event_bytes: int = 64 * 1024, progress: Any = None, result: ReplayResult | None = None,
     cohort_dimension: str = "plan", rules: Rules | None = None, final_tick: bool = True,
-    watermark_delay_s: float = 3600.0,
+    watermark_delay_s: float = 3600.0, jobs: int = 1,
 ) -> ReplayResult:
-    """Apply every line through `process_batch`, exactly as the worker does, then compute the portfolio.
+    """Apply every line through the worker's `decode_records` + `apply_decoded`, then compute the portfolio.
 
     With `final_tick`, time-driven rules are evaluated after every batch at the newest event time seen so far
     (the worker's timer does the same at each partition's watermark every CHURNWATCH_ALERT_TICK_S).
+
+    With `jobs` > 1 the accounts are split over that many forked processes (ADR 0022): each reads every line,
+    decodes it, and applies only its own accounts' events; the states, tallies and alerts are merged here. The
+    states and the set of alerts are the same as with one process; the alerts are listed shard by shard (each
+    account's in its own order).
     """
     config = config or DomainConfig()
     rules = rules or Rules.load(None, config)
     result = result or ReplayResult()
-    states = result.states
+    options = _Options(config, rules, batch_size, max_event_bytes, final_tick, watermark_delay_s)
     started = time.perf_counter()
-    batch: list[InputRecord] = []
+    if jobs > 1:
+        watermark_s = _replay_sharded(lines, options, jobs, result, progress)
+    else:
+        watermark_s = _replay_shard(lines, options, result, progress, None)
+    result.seconds = time.perf_counter() - started
+    result.portfolio = compute_portfolio(
+        (a, cohort_snapshot(s, cohort_dimension)) for a, s in sorted(result.states.items())
+    )
+    # Months are final at the end of a complete input (as live, once idle); otherwise up to the usage front.
+    final_until = None if final_tick else (watermark_s + watermark_delay_s if watermark_s else 0.0)
+    result.alerts.extend(portfolio_alert_records(
+        result.portfolio, rules.thresholds, final_until_s=final_until, lateness_days=config.allowed_lateness_days))
+    return result
 
+
+@dataclass(frozen=True)
+class _Options:
+    config: DomainConfig
+    rules: Rules
+    batch_size: int
+    max_event_bytes: int
+    final_tick: bool
+    watermark_delay_s: float
+
+
+def shard_of(item: DecodedRecord, jobs: int) -> int:
+    """Which of `jobs` replay processes applies this record: by account, so an account's events stay in one
+    process, in order (as they stay on one Kafka partition live); dead letters go to the first."""
+    decoded = item.decoded
+    event = decoded.event if decoded is not None else None
+    if event is None:
+        return 0
+    return zlib.crc32(event.account_id.encode()) % jobs
+
+
+def _replay_shard(
+    lines: Iterable[bytes], o: _Options, result: ReplayResult, progress: Any, shard: tuple[int, int] | None
+) -> float:
+    """Apply the lines (only `shard` = (index, jobs)'s accounts when given) into `result`; the last watermark."""
+    states = result.states
+    batch: list[InputRecord] = []
     watermark_s = 0.0
 
     def flush() -> None:
         nonlocal watermark_s
-        out = process_batch(batch, states.get, config, max_event_bytes=max_event_bytes, rules=rules)
+        items = decode_records(batch, o.max_event_bytes)
+        if shard is None:
+            out = apply_decoded(items, states.get, o.config, max_event_bytes=o.max_event_bytes, rules=o.rules)
+            newest_usage_s = out.newest_usage_s
+        else:
+            # The batch's newest usage time from every decoded record, so that each process ticks where a single
+            # one would (its own apply_decoded sees only its accounts' records).
+            newest_usage_s = _newest_usage_s(items)
+            index, jobs = shard
+            mine = [item for item in items if shard_of(item, jobs) == index]
+            out = apply_decoded(mine, states.get, o.config, max_event_bytes=o.max_event_bytes, rules=o.rules)
         states.update(out.states)
         result.alerts.extend(out.alerts)
         result.tally.update(out.tally)
@@ -111,37 +170,121 @@ def replay_lines(
             progress(len(batch))
         batch.clear()
         # Like the worker's timer: time-driven rules at the event-time watermark after each batch.
-        mark = out.newest_usage_s - watermark_delay_s
-        if final_tick and out.newest_usage_s and mark > watermark_s:
+        mark = newest_usage_s - o.watermark_delay_s
+        if o.final_tick and newest_usage_s and mark > watermark_s:
             watermark_s = mark
             _tick_all(watermark_s)
 
     def _tick_all(at_s: float, front: datetime | None = None) -> None:
         mark = datetime.fromtimestamp(at_s, tz=UTC)
-        front = front or datetime.fromtimestamp(at_s + watermark_delay_s, tz=UTC)  # the newest usage event seen
+        front = front or datetime.fromtimestamp(at_s + o.watermark_delay_s, tz=UTC)  # the newest usage event seen
         for account_id in sorted(states):
-            result.alerts.extend(tick(states[account_id], mark, rules, front).alerts)
+            result.alerts.extend(tick(states[account_id], mark, o.rules, front).alerts)
 
     for line in lines:
         result.inputs += 1
         batch.append(InputRecord(line, REPLAY_TOPIC))
-        if len(batch) >= batch_size:
+        if len(batch) >= o.batch_size:
             flush()
     if batch:
         flush()
-    if final_tick:
+    if o.final_tick:
         # The input is complete: billing still held for usage that will not come is applied, as a live worker
         # does once its input has been idle for CHURNWATCH_IDLE_PARTITION_S (ADR 0006). No further day ends.
         _tick_all(watermark_s, END_OF_INPUT)
-    result.seconds = time.perf_counter() - started
-    result.portfolio = compute_portfolio(
-        (a, cohort_snapshot(s, cohort_dimension)) for a, s in sorted(states.items())
-    )
-    # Months are final at the end of a complete input (as live, once idle); otherwise up to the usage front.
-    final_until = None if final_tick else (watermark_s + watermark_delay_s if watermark_s else 0.0)
-    result.alerts.extend(portfolio_alert_records(
-        result.portfolio, rules.thresholds, final_until_s=final_until, lateness_days=config.allowed_lateness_days))
-    return result
+    return watermark_s
+
+
+def _newest_usage_s(items: list[DecodedRecord]) -> float:
+    """The newest usage event time among the decoded records, epoch seconds (0.0 without one). As
+    `BatchResult.newest_usage_s`, except that it is taken before applying: an event the domain then refuses as
+    too late counts here. Such an event is days older than its account's newest, so it is the newest of a
+    whole batch only in a batch of nothing else."""
+    newest = 0.0
+    for item in items:
+        decoded = item.decoded
+        if decoded is not None and decoded.event is not None and item.at_s > newest \
+                and decoded.event.type not in BILLING_TYPES:
+            newest = item.at_s
+    return newest
+
+
+def _replay_sharded(lines: Iterable[bytes], o: _Options, jobs: int, result: ReplayResult, progress: Any) -> float:
+    """Run `_replay_shard` in `jobs` forked processes and merge what they return into `result` (ADR 0022)."""
+    context = multiprocessing.get_context("fork")  # the children share the parent's input and loaded modules
+    children = []
+    try:
+        for index in range(jobs):
+            receive, send = context.Pipe(duplex=False)
+            child = context.Process(
+                target=_shard_main, args=(send, lines, o, (index, jobs), progress is not None and index == 0),
+                name=f"churnwatch-replay-{index}", daemon=True,
+            )
+            child.start()
+            send.close()
+            children.append((index, child, receive))
+        parts: dict[int, Any] = {}
+        waiting: dict[Connection, int] = {receive: index for index, _child, receive in children}
+        while waiting:
+            for ready in wait(list(waiting)):
+                conn = cast(Connection, ready)
+                index = waiting[conn]
+                try:
+                    kind, value = conn.recv()
+                except EOFError:
+                    raise RuntimeError(f"replay process {index} of {jobs} exited without a result") from None
+                if kind == "progress":
+                    progress(value)
+                elif kind == "error":
+                    raise RuntimeError(f"replay process {index} of {jobs} failed: {value}")
+                else:
+                    parts[index] = value
+                    del waiting[conn]
+    finally:
+        for _index, child, receive in children:
+            receive.close()
+            if child.is_alive():
+                child.join(5)
+            if child.is_alive():
+                child.terminate()
+                child.join()
+    first = parts[0]
+    # Every process read every line: the input counts are the first one's; the rest is summed or merged.
+    result.inputs += first["inputs"]
+    result.rejected_before_decode += first["rejected_before_decode"]
+    result.skipped += first["skipped"]
+    for index in range(jobs):
+        part = parts[index]
+        result.states.update((a, decode_aggregate(v)) for a, v in part["states"].items())
+        result.alerts.extend(part["alerts"])
+        result.tally.update(part["tally"])
+        result.dead_letter_reasons.update(part["dead_letter_reasons"])
+    return float(first["watermark_s"])
+
+
+def _shard_main(conn: Any, lines: Iterable[bytes], o: _Options, shard: tuple[int, int], report: bool) -> None:
+    """A replay process: its accounts' share of the input, sent back as encoded states and plain counters."""
+    try:
+        result = ReplayResult()
+
+        def progress(n: int) -> None:
+            conn.send(("progress", n))
+
+        watermark_s = _replay_shard(lines, o, result, progress if report else None, shard)
+        conn.send(("done", {
+            "states": {a: encode_aggregate(s) for a, s in result.states.items()},
+            "alerts": result.alerts,
+            "tally": result.tally,
+            "dead_letter_reasons": result.dead_letter_reasons,
+            "inputs": result.inputs,
+            "rejected_before_decode": result.rejected_before_decode,
+            "skipped": result.skipped,
+            "watermark_s": watermark_s,
+        }))
+    except BaseException as exc:  # reported to the parent, which raises it
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        conn.close()
 
 
 def write_outputs(result: ReplayResult, out_dir: Path, config: DomainConfig) -> None:
@@ -167,6 +310,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segment", default="plan", help="segment dimension: plan or an account trait name")
     p.add_argument("--thresholds", type=Path, default=None, help="thresholds YAML (default: shipped defaults)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--jobs", type=_jobs, default=1, metavar="N",
+                   help="split the accounts over N processes (ADR 0022; default 1); at most one per core helps")
+
+
+# More processes than this is a typo, not a machine: each one reads and decodes the whole input.
+MAX_JOBS = 64
+
+
+def _jobs(value: str) -> int:
+    try:
+        jobs = int(value)
+    except ValueError:
+        jobs = 0
+    if not 1 <= jobs <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_JOBS}, got {value!r}")
+    return jobs
 
 
 def run(args: argparse.Namespace) -> int:
@@ -193,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
         task = bar.add_task("replay", total=None)
         with tuned_gc(GEN0_THRESHOLD):  # as the worker (ADR 0013)
             replay_lines(lines, config, progress=lambda n: bar.advance(task, n), result=result,
-                         cohort_dimension=args.segment, rules=rules)
+                         cohort_dimension=args.segment, rules=rules, jobs=args.jobs)
     print_replay_report(result)
     if args.out:
         write_outputs(result, args.out, config)

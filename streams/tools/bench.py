@@ -756,6 +756,14 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
         result["state_bytes_mean"] = statistics.fmean(sizes)
         result["accounts_per_gib"] = int(2**30 / result["state_bytes_mean"])
         log(f"replay: {result['replay_eps']:,.0f} events/s; state median {result['state_bytes_median']:.0f} B")
+        # The same replay split by account over one process per core (`churnwatch replay --jobs`, ADR 0022).
+        jobs = result["replay_jobs"] = max(2, os.cpu_count() or 1)
+        with tuned_gc(GEN0_THRESHOLD):
+            split = replay_lines([value for _k, value, _b in events], final_tick=False, jobs=jobs)
+        result["replay_split_eps"] = split.inputs / split.seconds
+        if split.encoded_states() != replayed.encoded_states():
+            raise BenchError(f"replay over {jobs} processes gave other states than one process: a bug (ADR 0022)")
+        log(f"replay over {jobs} processes: {result['replay_split_eps']:,.0f} events/s")
         ok = True
     finally:
         workers.stop_all()
@@ -791,6 +799,7 @@ ROWS = (
     ("ratio_to_input_floor", "worker_eps / input_floor_eps"),
     ("two_workers_eps", "two workers in one group, events/s combined"),
     ("replay_eps", "in-process replay (no Kafka), events/s"),
+    ("replay_split_eps", "the same replay split by account over `replay_jobs` processes (--jobs), events/s"),
     ("latency_p50_ms", "event -> alert record, p50 ms (failed payment, at 70% of worker_eps)"),
     ("latency_p99_ms", "event -> alert record, p99 ms"),
     ("latency_max_ms", "event -> alert record, max ms"),
