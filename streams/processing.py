@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
+from zlib import crc32
 
 from pydantic import ValidationError
 
@@ -20,7 +21,7 @@ from schemas.deadletter import DeadLetter, DeadLetterReason
 from schemas.events import BILLING_TYPES
 from streams.domain.aggregate import AccountAggregate, Rules, act, apply, new_aggregate
 from streams.domain.config import DomainConfig
-from streams.ingest.decode import Decoded, decode_canonical, make_dead_letter
+from streams.ingest.decode import Decoded, account_of, decode_canonical, make_dead_letter
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,42 @@ def decode_records(
         else:
             at = previous.get((topic, partition), minus_inf)
         append(DecodedRecord(at, rec, decoded))
+    return out
+
+
+def shard_of(account_id: str, shards: int) -> int:
+    """Which of `shards` replay processes applies an account's events (ADR 0022): all of them in one, in order, as
+    all of them sit on one Kafka partition live."""
+    return crc32(account_id.encode()) % shards
+
+
+def decode_shard(
+    records: Iterable[InputRecord], shard: int, shards: int, max_event_bytes: int
+) -> list[DecodedRecord]:
+    """`decode_records` for one of `shards` replay processes: the records of its accounts, decoded, in input
+    order. A record whose account `account_of` names is decoded only by its account's process; any other is
+    decoded by every process and kept by its account's (a dead letter by process 0), so every record is applied
+    or dead-lettered exactly once."""
+    mine: list[InputRecord] = []
+    unsure: list[bool] = []  # per kept record: its account is known only once decoded
+    for rec in records:
+        account = account_of(rec.value)
+        if account is None:
+            mine.append(rec)
+            unsure.append(True)
+        elif shard_of(account, shards) == shard:
+            mine.append(rec)
+            unsure.append(False)
+    items = decode_records(mine, max_event_bytes)
+    if True not in unsure:
+        return items
+    out: list[DecodedRecord] = []
+    for item, check in zip(items, unsure, strict=True):
+        if check:
+            event = item.decoded.event if item.decoded is not None else None
+            if (shard_of(event.account_id, shards) if event is not None else 0) != shard:
+                continue
+        out.append(item)
     return out
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import time
-import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +16,6 @@ from typing import Any, cast
 import orjson
 
 from schemas.alerts import AlertRecord
-from schemas.events import BILLING_TYPES
 from streams.domain.aggregate import (
     AccountAggregate,
     Rules,
@@ -32,7 +30,7 @@ from streams.domain.portfolio import Portfolio, compute_portfolio, portfolio_ale
 from streams.gc_tuning import GEN0_THRESHOLD, tuned_gc
 from streams.ingest.convert import FORMATS, Converted, Record, convert_records, read_records, unreadable
 from streams.ingest.decode import IngestConfig
-from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
+from streams.processing import InputRecord, apply_decoded, decode_records, decode_shard
 
 REPLAY_TOPIC = "replay"
 
@@ -131,16 +129,6 @@ class _Options:
     watermark_delay_s: float
 
 
-def shard_of(item: DecodedRecord, jobs: int) -> int:
-    """Which of `jobs` replay processes applies this record: by account, so an account's events stay in one
-    process, in order (as they stay on one Kafka partition live); dead letters go to the first."""
-    decoded = item.decoded
-    event = decoded.event if decoded is not None else None
-    if event is None:
-        return 0
-    return zlib.crc32(event.account_id.encode()) % jobs
-
-
 def _replay_shard(
     lines: Iterable[bytes], o: _Options, result: ReplayResult, progress: Any, shard: tuple[int, int] | None
 ) -> float:
@@ -151,17 +139,11 @@ def _replay_shard(
 
     def flush() -> None:
         nonlocal watermark_s
-        items = decode_records(batch, o.max_event_bytes)
         if shard is None:
-            out = apply_decoded(items, states.get, o.config, max_event_bytes=o.max_event_bytes, rules=o.rules)
-            newest_usage_s = out.newest_usage_s
+            items = decode_records(batch, o.max_event_bytes)
         else:
-            # The batch's newest usage time from every decoded record, so that each process ticks where a single
-            # one would (its own apply_decoded sees only its accounts' records).
-            newest_usage_s = _newest_usage_s(items)
-            index, jobs = shard
-            mine = [item for item in items if shard_of(item, jobs) == index]
-            out = apply_decoded(mine, states.get, o.config, max_event_bytes=o.max_event_bytes, rules=o.rules)
+            items = decode_shard(batch, shard[0], shard[1], o.max_event_bytes)
+        out = apply_decoded(items, states.get, o.config, max_event_bytes=o.max_event_bytes, rules=o.rules)
         states.update(out.states)
         result.alerts.extend(out.alerts)
         result.tally.update(out.tally)
@@ -170,8 +152,9 @@ def _replay_shard(
             progress(len(batch))
         batch.clear()
         # Like the worker's timer: time-driven rules at the event-time watermark after each batch.
-        mark = newest_usage_s - o.watermark_delay_s
-        if o.final_tick and newest_usage_s and mark > watermark_s:
+        # A replay process ticks at the newest usage of its own accounts, as a live worker at its partition's.
+        mark = out.newest_usage_s - o.watermark_delay_s
+        if o.final_tick and out.newest_usage_s and mark > watermark_s:
             watermark_s = mark
             _tick_all(watermark_s)
 
@@ -193,20 +176,6 @@ def _replay_shard(
         # does once its input has been idle for CHURNWATCH_IDLE_PARTITION_S (ADR 0006). No further day ends.
         _tick_all(watermark_s, END_OF_INPUT)
     return watermark_s
-
-
-def _newest_usage_s(items: list[DecodedRecord]) -> float:
-    """The newest usage event time among the decoded records, epoch seconds (0.0 without one). As
-    `BatchResult.newest_usage_s`, except that it is taken before applying: an event the domain then refuses as
-    too late counts here. Such an event is days older than its account's newest, so it is the newest of a
-    whole batch only in a batch of nothing else."""
-    newest = 0.0
-    for item in items:
-        decoded = item.decoded
-        if decoded is not None and decoded.event is not None and item.at_s > newest \
-                and decoded.event.type not in BILLING_TYPES:
-            newest = item.at_s
-    return newest
 
 
 def _replay_sharded(lines: Iterable[bytes], o: _Options, jobs: int, result: ReplayResult, progress: Any) -> float:
@@ -259,7 +228,8 @@ def _replay_sharded(lines: Iterable[bytes], o: _Options, jobs: int, result: Repl
         result.alerts.extend(part["alerts"])
         result.tally.update(part["tally"])
         result.dead_letter_reasons.update(part["dead_letter_reasons"])
-    return float(first["watermark_s"])
+    # The usage front of the whole input: the newest of the processes' (each ticked at its own accounts' newest).
+    return max(float(parts[index]["watermark_s"]) for index in range(jobs))
 
 
 def _shard_main(conn: Any, lines: Iterable[bytes], o: _Options, shard: tuple[int, int], report: bool) -> None:

@@ -342,6 +342,23 @@ def decode_hot(raw: bytes) -> HotEvent | None:
     return HotFeatureUsed(event_id, account_id, occurred_at, source, user_id, feature, count)
 
 
+def account_of(raw: bytes) -> str | None:
+    """The account id `decode_canonical` gives this record if it decodes, read from a plain top-level `account_id`
+    without decoding the rest (about a third of the cost); None when that is not certain: not a JSON object, a
+    CloudEvents envelope, an id pydantic would change (strip, coerce) or refuse. A record it names an account for
+    may still turn out invalid. Lets a replay process skip decoding other processes' records (ADR 0022)."""
+    if raw.find(_SPECVERSION_KEY) >= 0:  # decode_canonical's own test for the CloudEvents path
+        return None
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(obj) is not dict:
+        return None
+    account = obj.get("account_id")
+    return account if _plain(account, ID_MAX_CHARS) else None
+
+
 def _plain(value: Any, most: int) -> TypeGuard[str]:
     """1..most printable ASCII characters, not starting or ending with a space: a string pydantic keeps as it is
     (nothing to strip). `isascii` is a flag check; no one-character strings are made."""
