@@ -94,9 +94,9 @@ def replay_lines(
     With `final_tick`, time-driven rules are evaluated after every batch at the newest event time seen so far
     (the worker's timer does the same at each partition's watermark every CHURNWATCH_ALERT_TICK_S).
 
-    With `jobs` > 1 the accounts are split over that many forked processes (ADR 0022): each reads every line,
-    decodes it, and applies only its own accounts' events; the states, tallies and alerts are merged here. The
-    states and the set of alerts are the same as with one process; the alerts are listed shard by shard (each
+    With `jobs` > 1 the accounts are split over this process and jobs - 1 forked ones (ADR 0022): each reads every
+    line and applies only its own accounts' events; the others' states, tallies and alerts are merged here. The
+    states and the set of alerts are the same as with one process; the alerts are listed process by process (each
     account's in its own order).
     """
     config = config or DomainConfig()
@@ -179,76 +179,61 @@ def _replay_shard(
 
 
 def _replay_sharded(lines: Iterable[bytes], o: _Options, jobs: int, result: ReplayResult, progress: Any) -> float:
-    """Run `_replay_shard` in `jobs` forked processes and merge what they return into `result` (ADR 0022)."""
+    """Replay shard 0 here and shards 1..jobs-1 in forked processes, and merge theirs into `result` (ADR 0022)."""
     context = multiprocessing.get_context("fork")  # the children share the parent's input and loaded modules
     children = []
+    parts: dict[int, Any] = {}
     try:
-        for index in range(jobs):
+        for index in range(1, jobs):
             receive, send = context.Pipe(duplex=False)
-            child = context.Process(
-                target=_shard_main, args=(send, lines, o, (index, jobs), progress is not None and index == 0),
-                name=f"churnwatch-replay-{index}", daemon=True,
-            )
+            child = context.Process(target=_shard_main, args=(send, lines, o, (index, jobs)),
+                                    name=f"churnwatch-replay-{index}", daemon=True)
             child.start()
             send.close()
             children.append((index, child, receive))
-        parts: dict[int, Any] = {}
+        # Forked before this process reads any line: each child reads the input from its start.
+        watermark_s = _replay_shard(lines, o, result, progress, (0, jobs))
         waiting: dict[Connection, int] = {receive: index for index, _child, receive in children}
         while waiting:
             for ready in wait(list(waiting)):
                 conn = cast(Connection, ready)
-                index = waiting[conn]
+                index = waiting.pop(conn)
                 try:
                     kind, value = conn.recv()
                 except EOFError:
                     raise RuntimeError(f"replay process {index} of {jobs} exited without a result") from None
-                if kind == "progress":
-                    progress(value)
-                elif kind == "error":
+                if kind == "error":
                     raise RuntimeError(f"replay process {index} of {jobs} failed: {value}")
-                else:
-                    parts[index] = value
-                    del waiting[conn]
+                parts[index] = value
     finally:
         for _index, child, receive in children:
             receive.close()
-            if child.is_alive():
-                child.join(5)
+            child.join(5)
             if child.is_alive():
                 child.terminate()
                 child.join()
-    first = parts[0]
-    # Every process read every line: the input counts are the first one's; the rest is summed or merged.
-    result.inputs += first["inputs"]
-    result.rejected_before_decode += first["rejected_before_decode"]
-    result.skipped += first["skipped"]
-    for index in range(jobs):
+    # Every process read every line: the input counts are this one's; the rest is merged.
+    for index in range(1, jobs):
         part = parts[index]
         result.states.update((a, decode_aggregate(v)) for a, v in part["states"].items())
         result.alerts.extend(part["alerts"])
         result.tally.update(part["tally"])
         result.dead_letter_reasons.update(part["dead_letter_reasons"])
-    # The usage front of the whole input: the newest of the processes' (each ticked at its own accounts' newest).
-    return max(float(parts[index]["watermark_s"]) for index in range(jobs))
+        # The usage front of the whole input: the newest of the processes' (each ticks at its own accounts').
+        watermark_s = max(watermark_s, part["watermark_s"])
+    return watermark_s
 
 
-def _shard_main(conn: Any, lines: Iterable[bytes], o: _Options, shard: tuple[int, int], report: bool) -> None:
-    """A replay process: its accounts' share of the input, sent back as encoded states and plain counters."""
+def _shard_main(conn: Any, lines: Iterable[bytes], o: _Options, shard: tuple[int, int]) -> None:
+    """A forked replay process: its accounts' share of the input, sent back as encoded states and counters."""
     try:
         result = ReplayResult()
-
-        def progress(n: int) -> None:
-            conn.send(("progress", n))
-
-        watermark_s = _replay_shard(lines, o, result, progress if report else None, shard)
+        watermark_s = _replay_shard(lines, o, result, None, shard)
         conn.send(("done", {
             "states": {a: encode_aggregate(s) for a, s in result.states.items()},
             "alerts": result.alerts,
             "tally": result.tally,
             "dead_letter_reasons": result.dead_letter_reasons,
-            "inputs": result.inputs,
-            "rejected_before_decode": result.rejected_before_decode,
-            "skipped": result.skipped,
             "watermark_s": watermark_s,
         }))
     except BaseException as exc:  # reported to the parent, which raises it
