@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -108,6 +109,7 @@ def replay_lines(
         watermark_s = _replay_sharded(lines, options, jobs, result, progress)
     else:
         watermark_s = _replay_shard(lines, options, result, progress, None)
+        _final_tick(result, options, watermark_s)
     result.seconds = time.perf_counter() - started
     result.portfolio = compute_portfolio(
         (a, cohort_snapshot(s, cohort_dimension)) for a, s in sorted(result.states.items())
@@ -132,7 +134,8 @@ class _Options:
 def _replay_shard(
     lines: Iterable[bytes], o: _Options, result: ReplayResult, progress: Any, shard: tuple[int, int] | None
 ) -> float:
-    """Apply the lines (only `shard` = (index, jobs)'s accounts when given) into `result`; the last watermark."""
+    """Apply the lines (only `shard` = (index, jobs)'s accounts when given) into `result`; returns the last
+    watermark it ticked at. The final tick is the caller's (`_final_tick`)."""
     states = result.states
     batch: list[InputRecord] = []
     watermark_s = 0.0
@@ -151,18 +154,12 @@ def _replay_shard(
         if progress is not None:
             progress(len(batch))
         batch.clear()
-        # Like the worker's timer: time-driven rules at the event-time watermark after each batch.
-        # A replay process ticks at the newest usage of its own accounts, as a live worker at its partition's.
+        # Like the worker's timer: time-driven rules at the event-time watermark after each batch. A replay
+        # process of a split replay ticks at its own accounts' newest usage, as a live worker at its partition's.
         mark = out.newest_usage_s - o.watermark_delay_s
         if o.final_tick and out.newest_usage_s and mark > watermark_s:
             watermark_s = mark
-            _tick_all(watermark_s)
-
-    def _tick_all(at_s: float, front: datetime | None = None) -> None:
-        mark = datetime.fromtimestamp(at_s, tz=UTC)
-        front = front or datetime.fromtimestamp(at_s + o.watermark_delay_s, tz=UTC)  # the newest usage event seen
-        for account_id in sorted(states):
-            result.alerts.extend(tick(states[account_id], mark, o.rules, front).alerts)
+            _tick_all(result, o, watermark_s)
 
     for line in lines:
         result.inputs += 1
@@ -171,73 +168,92 @@ def _replay_shard(
             flush()
     if batch:
         flush()
-    if o.final_tick:
-        # The input is complete: billing still held for usage that will not come is applied, as a live worker
-        # does once its input has been idle for CHURNWATCH_IDLE_PARTITION_S (ADR 0006). No further day ends.
-        _tick_all(watermark_s, END_OF_INPUT)
     return watermark_s
 
 
+def _tick_all(result: ReplayResult, o: _Options, at_s: float, front: datetime | None = None) -> None:
+    mark = datetime.fromtimestamp(at_s, tz=UTC)
+    front = front or datetime.fromtimestamp(at_s + o.watermark_delay_s, tz=UTC)  # the newest usage event seen
+    states = result.states
+    for account_id in sorted(states):
+        result.alerts.extend(tick(states[account_id], mark, o.rules, front).alerts)
+
+
+def _final_tick(result: ReplayResult, o: _Options, watermark_s: float) -> None:
+    """The input is complete: billing still held for usage that will not come is applied, as a live worker does
+    once its input has been idle for CHURNWATCH_IDLE_PARTITION_S (ADR 0006). No day ends past the watermark of
+    the whole input (in a split replay, the newest of its processes')."""
+    if o.final_tick:
+        _tick_all(result, o, watermark_s, END_OF_INPUT)
+
+
 def _replay_sharded(lines: Iterable[bytes], o: _Options, jobs: int, result: ReplayResult, progress: Any) -> float:
-    """Replay shard 0 here and shards 1..jobs-1 in forked processes, and merge theirs into `result` (ADR 0022)."""
+    """Replay share 0 of the accounts here and shares 1..jobs-1 in forked processes, and merge theirs into
+    `result` (ADR 0022). Every process makes the final tick at the watermark of the whole input."""
     context = multiprocessing.get_context("fork")  # the children share the parent's input and loaded modules
-    children = []
-    parts: dict[int, Any] = {}
+    children: list[tuple[int, Any, Connection]] = []
     try:
         for index in range(1, jobs):
-            receive, send = context.Pipe(duplex=False)
-            child = context.Process(target=_shard_main, args=(send, lines, o, (index, jobs)),
+            here, there = context.Pipe()
+            child = context.Process(target=_shard_main, args=(there, lines, o, (index, jobs)),
                                     name=f"churnwatch-replay-{index}", daemon=True)
             child.start()
-            send.close()
-            children.append((index, child, receive))
+            there.close()
+            children.append((index, child, here))
         # Forked before this process reads any line: each child reads the input from its start.
         watermark_s = _replay_shard(lines, o, result, progress, (0, jobs))
-        waiting: dict[Connection, int] = {receive: index for index, _child, receive in children}
-        while waiting:
-            for ready in wait(list(waiting)):
-                conn = cast(Connection, ready)
-                index = waiting.pop(conn)
-                try:
-                    kind, value = conn.recv()
-                except EOFError:
-                    raise RuntimeError(f"replay process {index} of {jobs} exited without a result") from None
-                if kind == "error":
-                    raise RuntimeError(f"replay process {index} of {jobs} failed: {value}")
-                parts[index] = value
+        for _index, _child, conn in children:
+            watermark_s = max(watermark_s, _receive(conn, jobs, children))
+        for _index, _child, conn in children:
+            conn.send(watermark_s)
+        _final_tick(result, o, watermark_s)
+        # Every process read every line: the input counts are this one's; the rest is merged.
+        for _index, _child, conn in children:
+            part = _receive(conn, jobs, children)
+            result.states.update((a, decode_aggregate(v)) for a, v in part["states"].items())
+            result.alerts.extend(part["alerts"])
+            result.tally.update(part["tally"])
+            result.dead_letter_reasons.update(part["dead_letter_reasons"])
     finally:
-        for _index, child, receive in children:
-            receive.close()
+        for _index, child, conn in children:
+            conn.close()
             child.join(5)
             if child.is_alive():
                 child.terminate()
                 child.join()
-    # Every process read every line: the input counts are this one's; the rest is merged.
-    for index in range(1, jobs):
-        part = parts[index]
-        result.states.update((a, decode_aggregate(v)) for a, v in part["states"].items())
-        result.alerts.extend(part["alerts"])
-        result.tally.update(part["tally"])
-        result.dead_letter_reasons.update(part["dead_letter_reasons"])
-        # The usage front of the whole input: the newest of the processes' (each ticks at its own accounts').
-        watermark_s = max(watermark_s, part["watermark_s"])
     return watermark_s
 
 
-def _shard_main(conn: Any, lines: Iterable[bytes], o: _Options, shard: tuple[int, int]) -> None:
-    """A forked replay process: its accounts' share of the input, sent back as encoded states and counters."""
+def _receive(conn: Connection, jobs: int, children: list[tuple[int, Any, Connection]]) -> Any:
+    """A forked replay process's next message; its error, or its end without a message, as RuntimeError."""
+    index = next(i for i, _child, c in children if c is conn)
+    try:
+        kind, value = conn.recv()
+    except EOFError:
+        raise RuntimeError(f"replay process {index} of {jobs} exited without a result") from None
+    if kind == "error":
+        raise RuntimeError(f"replay process {index} of {jobs} failed: {value}")
+    return value
+
+
+def _shard_main(conn: Connection, lines: Iterable[bytes], o: _Options, shard: tuple[int, int]) -> None:
+    """A forked replay process: its accounts' share of the input. It sends its watermark, makes the final tick at
+    the one it receives (the whole input's), and sends back its states encoded, its alerts and its counters."""
     try:
         result = ReplayResult()
-        watermark_s = _replay_shard(lines, o, result, None, shard)
+        conn.send(("watermark", _replay_shard(lines, o, result, None, shard)))
+        _final_tick(result, o, conn.recv())
         conn.send(("done", {
             "states": {a: encode_aggregate(s) for a, s in result.states.items()},
             "alerts": result.alerts,
             "tally": result.tally,
             "dead_letter_reasons": result.dead_letter_reasons,
-            "watermark_s": watermark_s,
         }))
+    except EOFError:
+        pass  # the parent failed and closed the pipe: nothing to report to
     except BaseException as exc:  # reported to the parent, which raises it
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        with contextlib.suppress(OSError):  # unless it is gone (it failed itself)
+            conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         conn.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from functools import cache
 
 import orjson
@@ -99,3 +100,17 @@ def test_an_input_error_in_the_replay_itself_is_raised_as_it_is() -> None:
 
     with pytest.raises(OSError, match="disk went away"):
         replay_lines(lines(), jobs=2)
+
+
+def test_every_process_ends_at_the_watermark_of_the_whole_input() -> None:
+    # One account's usage goes on for a day after every other account's: the whole input's last watermark passes
+    # a day end that the other accounts' process never reaches on its own. A single process evaluates that day
+    # end for every account at its final tick; so must every process of a split replay.
+    lines = list(world_lines())
+    last = orjson.loads(next(line for line in reversed(lines) if b"session.started" in line))
+    later = datetime.fromisoformat(last["occurred_at"]) + timedelta(days=1, hours=3)
+    lines.append(orjson.dumps({**last, "event_id": "evt-a-day-later", "occurred_at": later.isoformat()}))
+    one = replay_lines(list(lines), batch_size=700)
+    split = replay_lines(list(lines), batch_size=700, jobs=2)
+    assert split.encoded_states() == one.encoded_states()
+    assert alerts_by_account(split) == alerts_by_account(one)
