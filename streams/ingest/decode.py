@@ -309,11 +309,8 @@ def decode_hot(raw: bytes) -> HotEvent | None:
     a timestamp matching _PLAIN_TIME within the schema's range. Unknown keys are ignored, as
     the model ignores them. Every event accepted here gets the values pydantic would give it (a property test
     holds the two together); an event refused here may still be valid, and pydantic decides it."""
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None
-    if type(obj) is not dict:
+    obj = _json_object(raw)
+    if obj is None:
         return None
     etype = obj.get("type")
     if etype != "session.started" and etype != "feature.used":
@@ -349,14 +346,18 @@ def account_of(raw: bytes) -> str | None:
     may still turn out invalid. Lets a replay process skip decoding other processes' records (ADR 0022)."""
     if raw.find(_SPECVERSION_KEY) >= 0:  # decode_canonical's own test for the CloudEvents path
         return None
+    obj = _json_object(raw)
+    account = obj.get("account_id") if obj is not None else None
+    return account if _plain(account, ID_MAX_CHARS) else None
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """The JSON object in raw, or None when raw is not JSON or holds something else."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if type(obj) is not dict:
-        return None
-    account = obj.get("account_id")
-    return account if _plain(account, ID_MAX_CHARS) else None
+    return obj if type(obj) is dict else None
 
 
 def _plain(value: Any, most: int) -> TypeGuard[str]:
