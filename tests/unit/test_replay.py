@@ -10,7 +10,7 @@ from functools import cache
 import orjson
 import pytest
 
-from streams.replay import ReplayResult, replay_lines
+from streams.replay import PackedLines, ReplayResult, replay_lines
 from streams.tools.simulate import generate
 
 # Lines no decoder accepts: each must be dead-lettered exactly once, whichever process reads it.
@@ -114,3 +114,9 @@ def test_every_process_ends_at_the_watermark_of_the_whole_input() -> None:
     split = replay_lines(list(lines), batch_size=700, jobs=2)
     assert split.encoded_states() == one.encoded_states()
     assert alerts_by_account(split) == alerts_by_account(one)
+
+
+def test_lines_held_in_memory_are_packed_for_the_processes_without_changing_a_byte() -> None:
+    lines = [b'{"a": 1}', b"", b"two\nlines", b"\x00\xff", b"x" * 70_000]
+    assert list(PackedLines(lines)) == lines
+    assert list(PackedLines(())) == []

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import BaseModel
 
 from schemas.events import CanonicalEvent
 from streams.ingest.decode import DEFAULT_CONFIG, IngestConfig, decode_for_topic
@@ -126,7 +127,11 @@ def stripe_events(payload: dict[str, Any], config: IngestConfig = DEFAULT_CONFIG
     assert not isinstance(result, Skipped), f"unexpected skip: {result}"
     letters = [d.dead_letter for d in result if d.dead_letter is not None]
     assert not letters, f"unexpected dead letter: {letters[0].reason.value}: {letters[0].message}"
-    return [d.event for d in result if d.event is not None]
+    events = [d.event for d in result if d.event is not None]
+    models = [e for e in events if isinstance(e, BaseModel)]
+    # The adapters build pydantic models only: the decoder's hot classes (ADR 0021) are for plain canonical bytes.
+    assert len(models) == len(events), f"an adapter built a hot event: {events}"
+    return models
 
 
 def single_stripe_event(payload: dict[str, Any], config: IngestConfig = DEFAULT_CONFIG) -> Any:
