@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import multiprocessing
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -303,8 +304,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--segment", default="plan", help="segment dimension: plan or an account trait name")
     p.add_argument("--thresholds", type=Path, default=None, help="thresholds YAML (default: shipped defaults)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_jobs_argument(p)
+
+
+def add_jobs_argument(p: argparse.ArgumentParser) -> None:
+    """`--jobs N|auto` (replay, backtest): split the accounts over N processes (ADR 0022)."""
     p.add_argument("--jobs", type=_jobs, default=1, metavar="N",
-                   help="split the accounts over N processes (ADR 0022; default 1); at most one per core helps")
+                   help="split the accounts over N processes (ADR 0022; default 1); 'auto': one per usable core")
 
 
 # More processes than this is a typo, not a machine: each one reads and decodes the whole input.
@@ -312,12 +318,14 @@ MAX_JOBS = 64
 
 
 def _jobs(value: str) -> int:
+    if value == "auto":
+        return max(1, min(MAX_JOBS, len(os.sched_getaffinity(0))))
     try:
         jobs = int(value)
     except ValueError:
         jobs = 0
     if not 1 <= jobs <= MAX_JOBS:
-        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to {MAX_JOBS}, got {value!r}")
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a whole number from 1 to {MAX_JOBS}, got {value!r}")
     return jobs
 
 

@@ -184,7 +184,7 @@ def thresholds_override(base: Path | None, path: list[str], value: Any, director
 
 
 def backtest_lines(lines: list[bytes], truth: dict[str, datetime | None], thresholds: Path | None,
-                   horizon_days: float) -> tuple[dict[str, Any], Any]:
+                   horizon_days: float, jobs: int = 1) -> tuple[dict[str, Any], Any]:
     from streams.domain.aggregate import Rules
     from streams.domain.config import DomainConfig
     from streams.replay import replay_lines
@@ -194,7 +194,7 @@ def backtest_lines(lines: list[bytes], truth: dict[str, datetime | None], thresh
         rules = Rules.load(thresholds, config)
     except ValueError as exc:
         raise BacktestError(str(exc)) from None
-    result = replay_lines(lines, config, rules=rules)
+    result = replay_lines(lines, config, rules=rules, jobs=jobs)  # alert order does not matter to score()
     lo, hi = _event_span(lines)
     days = (hi - lo).total_seconds() / 86400 if lo and hi else 0.0
     accounts = len(set(truth) | set(result.states))
@@ -213,6 +213,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", default=None, metavar="KEY=V1,V2",
                    help="re-run with one threshold varied, e.g. rules.inactivity.open_days=7,14,21")
     p.add_argument("--out", type=Path, default=None, help="write the scores as JSON to this file")
+    from streams.replay import add_jobs_argument
+
+    add_jobs_argument(p)
 
 
 def _fmt(value: Any, kind: str = "") -> str:
@@ -269,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
     truth = read_truth(args.truth)
     lines = [line for line in args.events.read_bytes().splitlines() if line.strip()]
     if args.grid is None:
-        report, _ = backtest_lines(lines, truth, args.thresholds, args.horizon_days)
+        report, _ = backtest_lines(lines, truth, args.thresholds, args.horizon_days, args.jobs)
         print_report(report, console)
     else:
         path, values = parse_grid(args.grid)
@@ -278,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="churnwatch-backtest-") as tmp:
             for value in values:
                 file = thresholds_override(args.thresholds, path, value, Path(tmp))
-                one, _ = backtest_lines(lines, truth, file, args.horizon_days)
+                one, _ = backtest_lines(lines, truth, file, args.horizon_days, args.jobs)
                 rows.append({"value": value, **one})
         table = Table(title=f"Backtest grid over {key} (overall predictive; horizon {args.horizon_days:g} d)")
         for col in (key, *COLUMNS[1:]):

@@ -35,7 +35,8 @@ def test_a_replay_with_zero_jobs_is_refused_in_one_line() -> None:
     out = run_cli("replay", "--jobs", "0", "events.jsonl")
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
-        "churnwatch replay: error: argument --jobs: must be a whole number from 1 to 64, got '0' (see --help)"]
+        "churnwatch replay: error: argument --jobs: must be 'auto' or a whole number from 1 to 64, got '0' "
+        "(see --help)"]
 
 
 def test_an_invalid_setting_is_named_in_one_line() -> None:

@@ -62,3 +62,18 @@ def test_cli_on_a_small_world(tmp_path) -> None:
     assert backtest.run(p.parse_args([str(events), "--truth", str(truth), "--out", str(out)])) == 0
     overall = json.loads(out.read_text())["overall_predictive"]
     assert overall["precision"] > 0 and overall["recall"] > 0 and overall["median_lead_days"] > 0
+
+
+def test_a_backtest_split_over_processes_scores_the_same(tmp_path) -> None:
+    events, truth = tmp_path / "w.jsonl", tmp_path / "t.jsonl"
+    p = argparse.ArgumentParser()
+    simulate_cli.add_arguments(p)
+    simulate_cli.run(p.parse_args(["--accounts", "40", "--days", "90", "--seed", "3", "--out", str(events),
+                                   "--truth", str(truth)]))
+    lines = [line for line in events.read_bytes().splitlines() if line.strip()]
+    truth_map = backtest.read_truth(truth)
+    one, _ = backtest.backtest_lines(lines, truth_map, None, 60.0)
+    split, _ = backtest.backtest_lines(lines, truth_map, None, 60.0, jobs=2)
+    timing = ("replay_seconds", "replay_events_per_s")
+    assert {k: v for k, v in split.items() if k not in timing} == {k: v for k, v in one.items() if k not in timing}
+    assert one[backtest.OVERALL]["precision"] is not None
