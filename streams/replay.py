@@ -346,14 +346,21 @@ def run(args: argparse.Namespace) -> int:
         raise ReplayError(str(exc)) from None
     result = ReplayResult()
     lines = canonical_lines(args.files, args.fmt, result)
+    # Refreshed by each batch's progress call, not by rich's refresh thread: `--jobs` forks, and a process should
+    # not fork while another of its threads may hold a lock (Python 3.12+ warns about it).
     with Progress(
         TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TextColumn("events"), TimeElapsedColumn(),
-        console=console, disable=args.no_progress, transient=True,
+        console=console, disable=args.no_progress, transient=True, auto_refresh=False,
     ) as bar:
         task = bar.add_task("replay", total=None)
+
+        def progress(n: int) -> None:
+            bar.advance(task, n)
+            bar.refresh()
+
         with tuned_gc(GEN0_THRESHOLD):  # as the worker (ADR 0013)
-            replay_lines(lines, config, progress=lambda n: bar.advance(task, n), result=result,
-                         cohort_dimension=args.segment, rules=rules, jobs=args.jobs)
+            replay_lines(lines, config, progress=progress, result=result, cohort_dimension=args.segment,
+                         rules=rules, jobs=args.jobs)
     print_replay_report(result)
     if args.out:
         write_outputs(result, args.out, config)
