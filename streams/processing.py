@@ -12,7 +12,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
-from zlib import crc32
 
 from pydantic import ValidationError
 
@@ -98,16 +97,11 @@ def decode_records(
     return out
 
 
-def shard_of(account_id: str, shards: int) -> int:
-    """Which of `shards` replay processes applies an account's events (ADR 0022): all of them in one, in order, as
-    all of them sit on one Kafka partition live."""
-    return crc32(account_id.encode()) % shards
-
-
 def decode_shard(
-    records: Iterable[InputRecord], shard: int, shards: int, max_event_bytes: int
+    records: Iterable[InputRecord], shard: int, partition_of: Callable[[bytes], int], max_event_bytes: int
 ) -> list[DecodedRecord]:
-    """`decode_records` for one of `shards` replay processes: the records of its accounts, decoded, in input
+    """`decode_records` for one replay process of a split replay (ADR 0022): the records of the accounts whose
+    `partition_of(account id)` is `shard` (the worker's `PartitionCache`, Kafka's partitioner), decoded, in input
     order. A record whose account `account_of` names is decoded only by its account's process; any other is
     decoded by every process and kept by its account's (a dead letter by process 0), so every record is applied
     or dead-lettered exactly once."""
@@ -118,7 +112,7 @@ def decode_shard(
         if account is None:
             mine.append(rec)
             unsure.append(True)
-        elif shard_of(account, shards) == shard:
+        elif partition_of(account.encode()) == shard:
             mine.append(rec)
             unsure.append(False)
     items = decode_records(mine, max_event_bytes)
@@ -128,7 +122,7 @@ def decode_shard(
     for item, check in zip(items, unsure, strict=True):
         if check:
             event = item.decoded.event if item.decoded is not None else None
-            if (shard_of(event.account_id, shards) if event is not None else 0) != shard:
+            if (partition_of(event.account_id.encode()) if event is not None else 0) != shard:
                 continue
         out.append(item)
     return out

@@ -33,6 +33,7 @@ from streams.domain.portfolio import Portfolio, compute_portfolio, portfolio_ale
 from streams.gc_tuning import GEN0_THRESHOLD, tuned_gc
 from streams.ingest.convert import FORMATS, Converted, Record, convert_records, read_records, unreadable
 from streams.ingest.decode import IngestConfig
+from streams.partitioning import PartitionCache
 from streams.processing import InputRecord, apply_decoded, decode_records, decode_shard
 
 REPLAY_TOPIC = "replay"
@@ -141,13 +142,15 @@ def _replay_shard(
     states = result.states
     batch: list[InputRecord] = []
     watermark_s = 0.0
+    # Accounts go to processes as keys go to Kafka partitions (ADR 0002), memoised per account.
+    index, partition_of = (shard[0], PartitionCache(shard[1])) if shard is not None else (0, None)
 
     def flush() -> None:
         nonlocal watermark_s
-        if shard is None:
+        if partition_of is None:
             items = decode_records(batch, o.max_event_bytes)
         else:
-            items = decode_shard(batch, shard[0], shard[1], o.max_event_bytes)
+            items = decode_shard(batch, index, partition_of, o.max_event_bytes)
         out = apply_decoded(items, states.get, o.config, max_event_bytes=o.max_event_bytes, rules=o.rules)
         states.update(out.states)
         result.alerts.extend(out.alerts)
@@ -206,14 +209,14 @@ def _replay_sharded(lines: Iterable[bytes], o: _Options, jobs: int, result: Repl
             children.append((index, child, here))
         # Forked before this process reads any line: each child reads the input from its start.
         watermark_s = _replay_shard(lines, o, result, progress, (0, jobs))
-        for _index, _child, conn in children:
-            watermark_s = max(watermark_s, _receive(conn, jobs, children))
+        for index, _child, conn in children:
+            watermark_s = max(watermark_s, _receive(conn, index, jobs))
         for _index, _child, conn in children:
             conn.send(watermark_s)
         _final_tick(result, o, watermark_s)
         # Every process read every line: the input counts are this one's; the rest is merged.
-        for _index, _child, conn in children:
-            part = _receive(conn, jobs, children)
+        for index, _child, conn in children:
+            part = _receive(conn, index, jobs)
             result.states.update((a, decode_aggregate(v)) for a, v in part["states"].items())
             result.alerts.extend(part["alerts"])
             result.tally.update(part["tally"])
@@ -247,9 +250,8 @@ class PackedLines:
             start = end
 
 
-def _receive(conn: Connection, jobs: int, children: list[tuple[int, Any, Connection]]) -> Any:
-    """A forked replay process's next message; its error, or its end without a message, as RuntimeError."""
-    index = next(i for i, _child, c in children if c is conn)
+def _receive(conn: Connection, index: int, jobs: int) -> Any:
+    """Replay process `index`'s next message; its error, or its end without a message, as RuntimeError."""
     try:
         kind, value = conn.recv()
     except EOFError:

@@ -18,11 +18,15 @@ Interface (all pure, none raises for any input):
     make_dead_letter(reason, message, raw, *, topic, ...) -> DeadLetter
         For checks the worker makes after decoding (too_late, future_timestamp).
 
+    account_of(raw) -> str | None
+        The account a canonical record belongs to, when a plain top-level account_id tells it without decoding
+        (a split replay's routing, ADR 0022).
+
 The size limit is checked before parsing. Plain session.started / feature.used events are read with orjson and
 checked against the schema's bounds without pydantic (decode_hot, ADR 0021); every other canonical event, and any
 such event decode_hot declines, is validated straight from bytes by pydantic (`validate_json`, measured faster
 than orjson + validate_python), which also words every dead letter. orjson is used besides for CloudEvents, the
-source adapters, and to classify failures.
+source adapters, account_of, and to classify failures.
 """
 
 from __future__ import annotations

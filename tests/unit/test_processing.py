@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from streams.domain.aggregate import Rules
 from streams.domain.config import DomainConfig
-from streams.processing import InputRecord, decode_shard, process_batch, shard_of
+from streams.partitioning import expected_partition
+from streams.processing import InputRecord, decode_shard, process_batch
 from tests.unit.domain.factories import at, event, session
 
 CONFIG = DomainConfig()
@@ -62,7 +63,7 @@ def test_every_record_is_decoded_by_exactly_one_replay_process_in_input_order() 
     raws += [b"not json", b'{"type": "session.started", "account_id": "  acct_3 "}',
              b'{"type": "session.started", "account_id": "acct_5"}']  # invalid, but names its account
     records = [InputRecord(raw, USAGE, 0, offset) for offset, raw in enumerate(raws)]
-    shards = [decode_shard(records, shard, 3, 65536) for shard in range(3)]
+    shards = [decode_shard(records, shard, lambda key: expected_partition(key, 3), 65536) for shard in range(3)]
     offsets = [[item.rec.offset for item in items] for items in shards]
     assert sorted(o for each in offsets for o in each) == list(range(len(raws)))
     assert all(each == sorted(each) for each in offsets)
@@ -71,6 +72,6 @@ def test_every_record_is_decoded_by_exactly_one_replay_process_in_input_order() 
             assert item.decoded is not None
             event = item.decoded.event
             if event is not None:
-                assert shard_of(event.account_id, 3) == shard
+                assert expected_partition(event.account_id.encode(), 3) == shard
     assert 12 in offsets[0]  # not json: dead-lettered by the first process
-    assert 14 in offsets[shard_of("acct_5", 3)]  # invalid, dead-lettered by its account's process
+    assert 14 in offsets[expected_partition(b"acct_5", 3)]  # invalid, dead-lettered by its account's process
