@@ -102,6 +102,28 @@ def health_publish_quota(pending: int, tick_s: float, interval_s: float) -> int:
     return max(HEALTH_MIN_PER_TICK, math.ceil(2 * pending * tick_s / interval_s))
 
 
+def cohort_backlog_read(end: int | None, applied: int, committed: int | None) -> bool:
+    """Is every cohort input that was in the cohort-inputs topic when this assignment began in the cohort table?
+
+    `end`: the partition's high watermark measured after the assignment (the offset after its last record; None:
+    not measured yet). `applied`: the newest offset the cohort collector put in the table (-1: none).
+    `committed`: the group's committed offset for the partition (the next record to read; None: none known).
+
+    Why: after a SIGKILL the topic can hold snapshots the killed worker delivered (its flush awaited them before
+    committing its input, so its input is not read again) that its collector had not yet applied. Until they
+    are in the table, the table is missing answers of months the event-time front may already call final."""
+    if end is None:
+        return False
+    return applied >= end - 1 or (committed is not None and committed >= end)
+
+
+def portfolio_front_may_move(backlog_read: bool, in_flight: int, sent: int, applied: int) -> bool:
+    """May the portfolio front (which makes months final) move? Only while the cohort table holds every cohort input
+    this worker knows of: the assignment's backlog (`cohort_backlog_read`), none of its own still in flight, and
+    its own delivered ones (newest offset `sent`) applied (newest `applied`). Offsets as in `cohort_backlog_read`."""
+    return backlog_read and in_flight == 0 and applied >= sent
+
+
 def register(ctx: Context) -> None:
     app = ctx.app
     settings = ctx.settings
@@ -126,6 +148,10 @@ def register(ctx: Context) -> None:
     # Offsets of the cohort-inputs topic (one partition): the newest this worker's account agent had delivered,
     # the newest its cohort collector put in the cohort table; and the portfolio front last let through (epoch s).
     cohort_sent, cohort_applied, portfolio_front = [-1], [-1], [0.0]
+    # The cohort-inputs partition's high watermark measured after an assignment settled, and that assignment's
+    # rebalance count: the backlog `cohort_backlog_read` waits for (None, -1: not measured for it yet).
+    cohort_backlog_end: list[int | None] = [None]
+    cohort_backlog_gen = [-2]
     cohort_inputs_name = settings.topic(settings.cohort_inputs_topic)
     ingest_config = IngestConfig(max_bytes=settings.max_event_bytes)
 
@@ -964,7 +990,8 @@ def register(ctx: Context) -> None:
         # would give one record id two bodies across recomputations and restarts. The front moves only while
         # every cohort input this worker sent is in the cohort table, and it is taken before the table is read:
         # a month is never final in a portfolio computed without cohort inputs dated in it.
-        if not cohort_in_flight[0] and cohort_applied[0] >= cohort_sent[0]:
+        backlog_read = await _cohort_backlog_read()
+        if portfolio_front_may_move(backlog_read, cohort_in_flight[0], cohort_sent[0], cohort_applied[0]):
             portfolio_front[0] = _portfolio_front()
         front = portfolio_front[0]
         if ctx.cohort_dirty:
@@ -993,6 +1020,27 @@ def register(ctx: Context) -> None:
             topics["alerts"].send_soon(key=b"portfolio", value=record.model_dump_json().encode())
             metrics.alerts.labels(record.trigger, record.severity, record.transition).inc()
             published_portfolio.add(record.record_id)
+
+    async def _cohort_backlog_read() -> bool:
+        """`cohort_backlog_read` for the current assignment; measures the partition's end once per assignment
+        (after it settled: Faust seeks to the committed offsets right after mark_ready). A held front only delays
+        portfolio alerts by a refresh interval or two; a front moved too early sends a record with two bodies."""
+        gen = settled_generation[0]
+        if not _settled():
+            return False
+        tp = TP(cohort_inputs_name, 0)
+        if cohort_backlog_gen[0] != gen:
+            try:
+                high = (await app.consumer.highwaters(tp)).get(tp)
+            except Exception as exc:  # the broker unreachable: measured again at the next refresh
+                log.debug("cohort inputs: high watermark not measured (%s: %s)", type(exc).__name__, exc)
+                return False
+            if high is None or not _still(gen):
+                return False
+            cohort_backlog_end[0], cohort_backlog_gen[0] = high, gen
+            log.info("cohort inputs: the portfolio front waits until offset %d is in the cohort table", high - 1)
+        committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # Faust: last commit
+        return cohort_backlog_read(cohort_backlog_end[0], cohort_applied[0], committed)
 
     def _portfolio_front() -> float:
         """The event time every usage partition of this worker has reached: the lowest of their effective

@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from streams.agents import HEALTH_MIN_PER_TICK, ack_chunks, ack_groups, health_publish_quota
+from streams.agents import (
+    HEALTH_MIN_PER_TICK,
+    ack_chunks,
+    ack_groups,
+    cohort_backlog_read,
+    health_publish_quota,
+    portfolio_front_may_move,
+)
 
 
 def test_a_few_pending_health_records_are_all_published_in_one_tick() -> None:
@@ -50,3 +57,32 @@ def test_acknowledgement_chunks_hold_at_most_the_chunk_size_and_keep_every_offse
 def test_no_records_make_no_chunks() -> None:
     assert ack_chunks([], 1000) == []
     assert ack_groups([]) == []
+
+
+def test_the_cohort_backlog_is_not_read_before_the_partition_end_is_measured() -> None:
+    assert not cohort_backlog_read(end=None, applied=500, committed=600)
+
+
+def test_cohort_inputs_a_killed_worker_delivered_hold_the_backlog_until_applied() -> None:
+    # The killed worker's collector had committed 100 and applied nothing after it; the topic ends at 140.
+    assert not cohort_backlog_read(end=140, applied=-1, committed=100)
+    assert not cohort_backlog_read(end=140, applied=120, committed=100)
+    assert cohort_backlog_read(end=140, applied=139, committed=100)
+
+
+def test_a_cohort_partition_with_nothing_left_to_read_counts_as_read() -> None:
+    assert cohort_backlog_read(end=140, applied=-1, committed=140)
+    assert cohort_backlog_read(end=0, applied=-1, committed=None)  # an empty topic
+
+
+def test_a_commit_past_the_measured_end_means_the_backlog_was_applied() -> None:
+    # Records are acknowledged (and so committed) only after the collector put them in the table.
+    assert cohort_backlog_read(end=140, applied=-1, committed=150)
+
+
+def test_the_portfolio_front_waits_for_the_backlog_and_for_this_workers_own_cohort_inputs() -> None:
+    assert portfolio_front_may_move(backlog_read=True, in_flight=0, sent=-1, applied=-1)
+    assert not portfolio_front_may_move(backlog_read=False, in_flight=0, sent=-1, applied=-1)
+    assert not portfolio_front_may_move(backlog_read=True, in_flight=3, sent=10, applied=10)
+    assert not portfolio_front_may_move(backlog_read=True, in_flight=0, sent=12, applied=10)
+    assert portfolio_front_may_move(backlog_read=True, in_flight=0, sent=12, applied=13)
