@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -38,6 +39,22 @@ def _settings(**overrides: object):  # type: ignore[no-untyped-def]
         raise CliError(f"invalid setting CHURNWATCH_{field.upper()}: {first['msg']}") from None
 
 
+class FaustBackpressureAtDebug(logging.Filter):
+    """Faust's "producer buffer full size N" WARNING, logged at DEBUG.
+
+    Faust logs it each time the records sent with `send_soon` exceed its buffer's limit and the stream waits for
+    them to leave: dozens of lines in the seconds a worker catches up after a start or a rebalance (65 in one
+    bench worker's catch-up, none once caught up). That is Faust's normal backpressure, nothing an operator can
+    act on, and a WARNING on every restart teaches people to ignore warnings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and str(record.msg).startswith("producer buffer full size"):
+            if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
 def make_worker(app: faust.App, log_level: str) -> Worker:
     """Faust's worker for `app`, logging at `log_level` and nothing below it."""
     from faust.worker import Worker
@@ -48,6 +65,7 @@ def make_worker(app: faust.App, log_level: str) -> Worker:
     # (~2 per produced message; 9 % of a bench worker's profile at WARNING). Without it the root logger keeps
     # `log_level`. Faust drops the spinner itself below WARNING.
     worker.spinner = None
+    logging.getLogger("faust.transport.producer").addFilter(FaustBackpressureAtDebug())
     return worker
 
 

@@ -73,3 +73,24 @@ def test_a_worker_logging_at_warning_leaves_debug_records_unbuilt() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["WARNING", "False"]
+
+
+def test_a_worker_logs_faust_producer_backpressure_at_debug_not_as_a_warning() -> None:
+    # In a fresh process, as above: the worker's logging set up at INFO, Faust's producer logger logs its
+    # "producer buffer full" warning and an unrelated one.
+    code = (
+        "import logging\n"
+        "from streams.bootstrap import create_app\n"
+        "from streams.cli import make_worker\n"
+        "from streams.settings import Settings\n"
+        "worker = make_worker(create_app(Settings()), 'INFO')\n"
+        "worker._setup_logging()\n"
+        "log = logging.getLogger('faust.transport.producer')\n"
+        "log.warning(f'producer buffer full size {1234}')\n"
+        "log.warning('something else is wrong')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    printed = out.stdout + out.stderr
+    assert "something else is wrong" in printed
+    assert "producer buffer full" not in printed
