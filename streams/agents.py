@@ -998,7 +998,7 @@ def register(ctx: Context) -> None:
             except Exception as exc:
                 _fail_stop("collect_cohort_inputs", exc)
 
-    @app.timer(interval=settings.cohort_refresh_s)
+    @every(app, settings.cohort_refresh_s)  # paced (ADR 0020): ~10x its CPU time, which grows with the accounts
     async def refresh_portfolio() -> None:
         """Recompute cohort and company metrics on the worker that owns the cohort-inputs partition when its
         inputs changed; publish the portfolio alerts of months that became final."""
