@@ -56,41 +56,42 @@ def test_help_lists_every_command() -> None:
         assert command in out.stdout
 
 
-def test_a_worker_logging_at_warning_leaves_debug_records_unbuilt() -> None:
-    # Faust's start-up spinner used to set the root logger to DEBUG at WARNING and ERROR: every debug call of
-    # aiokafka and Faust then built a record that no handler printed. Checked in a fresh process: setting up the
-    # worker's logging replaces the root logger's handlers.
-    code = (
-        "import logging\n"
-        "from streams.bootstrap import create_app\n"
-        "from streams.cli import make_worker\n"
-        "from streams.settings import Settings\n"
-        "worker = make_worker(create_app(Settings()), 'WARNING')\n"
-        "worker._setup_logging()\n"
-        "print(logging.getLevelName(logging.root.level),"
-        " logging.getLogger('aiokafka.producer.producer').isEnabledFor(logging.DEBUG))\n"
-    )
+def run_with_worker_logging(level: str, *lines: str) -> subprocess.CompletedProcess[str]:
+    """`lines` run in a fresh process after a worker's logging is set up at `level` (setting it up replaces the
+    root logger's handlers, so not in this one)."""
+    code = "\n".join([
+        "import logging",
+        "from streams.bootstrap import create_app",
+        "from streams.cli import make_worker",
+        "from streams.settings import Settings",
+        f"worker = make_worker(create_app(Settings()), {level!r})",
+        "worker._setup_logging()",
+        *lines,
+    ])
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_a_worker_logging_at_warning_leaves_debug_records_unbuilt() -> None:
+    # Faust's start-up spinner used to set the root logger to DEBUG at WARNING and ERROR: every debug call of
+    # aiokafka and Faust then built a record that no handler printed.
+    out = run_with_worker_logging(
+        "WARNING",
+        "print(logging.getLevelName(logging.root.level),"
+        " logging.getLogger('aiokafka.producer.producer').isEnabledFor(logging.DEBUG))",
+    )
     assert out.stdout.split() == ["WARNING", "False"]
 
 
 def test_a_worker_logs_faust_producer_backpressure_at_debug_not_as_a_warning() -> None:
-    # In a fresh process, as above: the worker's logging set up at INFO, Faust's producer logger logs its
-    # "producer buffer full" warning and an unrelated one.
-    code = (
-        "import logging\n"
-        "from streams.bootstrap import create_app\n"
-        "from streams.cli import make_worker\n"
-        "from streams.settings import Settings\n"
-        "worker = make_worker(create_app(Settings()), 'INFO')\n"
-        "worker._setup_logging()\n"
-        "log = logging.getLogger('faust.transport.producer')\n"
-        "log.warning(f'producer buffer full size {1234}')\n"
-        "log.warning('something else is wrong')\n"
+    # Faust's producer logger logs its "producer buffer full" warning and an unrelated one, the worker at INFO.
+    out = run_with_worker_logging(
+        "INFO",
+        "log = logging.getLogger('faust.transport.producer')",
+        "log.warning(f'producer buffer full size {1234}')",
+        "log.warning('something else is wrong')",
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
     printed = out.stdout + out.stderr
     assert "something else is wrong" in printed
     assert "producer buffer full" not in printed
