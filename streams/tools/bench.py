@@ -73,20 +73,27 @@ def generate_events(events: int, accounts: int, seed: int = 7, *, end_s: float |
                     days: int = 60) -> list[tuple[bytes, bytes, bool]]:
     """`events` canonical events for `accounts` accounts over `days` ending at `end_s` (default: yesterday).
 
-    Returns (key, value, is_billing) sorted by event time. Each account starts a subscription and adds 2-5
-    users; the rest are sessions and feature uses spread over accounts with a skewed (log-normal) activity,
-    so state sizes vary as they do in real portfolios. Deterministic for a seed.
+    Returns (key, value, is_billing) sorted by event time. Each account starts a subscription within the first
+    half of the span (at most its first 5 days) and adds 2-5 users; the rest are sessions and feature uses after
+    that, up to `end_s`, spread over accounts with a skewed (log-normal) activity, so state sizes vary as they do
+    in real portfolios. Deterministic for a seed.
+
+    Until 2026-12-05 accounts joined over the first 5 days whatever the span: at the default 2 days, 60 % of them
+    joined after `end_s` (up to a day after the wall clock), with their usage dated before their subscription.
+    Every such subscription was held for its usage to catch up (ADR 0006), and the bench's live events were older
+    than those accounts' history.
     """
     rng = random.Random(seed)
     end = end_s if end_s is not None else time.time() - 86400
     start = end - days * 86400
+    join_span = min(5 * 86400, days * 86400 / 2)
     rows: list[tuple[float, int, str, dict[str, Any]]] = []
     joined: list[float] = []
     users: list[int] = []
     seq = 0
     for i in range(accounts):
         account = f"acct-{i:06d}"
-        t0 = start + rng.random() * 5 * 86400
+        t0 = start + rng.random() * join_span
         n_users = rng.randrange(2, 6)
         joined.append(t0)
         users.append(n_users)
