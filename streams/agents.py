@@ -165,10 +165,9 @@ def register(ctx: Context) -> None:
     # Offsets of the cohort-inputs topic (one partition): the newest this worker's account agent had delivered,
     # the newest its cohort collector put in the cohort table; and the portfolio front last let through (epoch s).
     cohort_sent, cohort_applied, portfolio_front = [-1], [-1], [0.0]
-    # The cohort-inputs partition's high watermark measured after an assignment settled, and that assignment's
-    # rebalance count: the backlog `cohort_backlog_read` waits for (None, -1: not measured for it yet).
+    # The cohort-inputs partition's high watermark measured after the current assignment settled: the backlog
+    # `cohort_backlog_read` waits for (None: not measured yet; mark_ready resets it with the rest).
     cohort_backlog_end: list[int | None] = [None]
-    cohort_backlog_gen = [-2]
     cohort_inputs_name = settings.topic(settings.cohort_inputs_topic)
     ingest_config = IngestConfig(max_bytes=settings.max_event_bytes)
 
@@ -1047,15 +1046,15 @@ def register(ctx: Context) -> None:
         if not _settled():
             return False
         tp = TP(cohort_inputs_name, 0)
-        if cohort_backlog_gen[0] != gen:
+        if cohort_backlog_end[0] is None:
             try:
                 high = (await app.consumer.highwaters(tp)).get(tp)
             except Exception as exc:  # the broker unreachable: measured again at the next refresh
                 log.debug("cohort inputs: high watermark not measured (%s: %s)", type(exc).__name__, exc)
                 return False
-            if high is None or not _still(gen):
+            if high is None or not _still(gen):  # a rebalance meanwhile: its mark_ready reset the measurement
                 return False
-            cohort_backlog_end[0], cohort_backlog_gen[0] = high, gen
+            cohort_backlog_end[0] = high
             log.info("cohort inputs: the portfolio front waits until offset %d is in the cohort table", high - 1)
         committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # Faust: last commit
         return cohort_backlog_read(cohort_backlog_end[0], cohort_applied[0], committed)
@@ -1125,6 +1124,7 @@ def register(ctx: Context) -> None:
         _drop_cache()
         settled_generation[0] = app.rebalancing_count
         ctx.cohort_dirty = True  # a new owner of the cohort partition recomputes once
+        cohort_backlog_end[0] = None  # its backlog is measured again, after this assignment settled
         # Health records coalesced in memory by a worker that died are gone: re-publish what we now own.
         # (At-least-once for the read model; every record is a whole value, so repeats are harmless.)
         republish[:] = list(table.keys())
