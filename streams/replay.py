@@ -319,9 +319,15 @@ def add_jobs_argument(p: argparse.ArgumentParser) -> None:
 MAX_JOBS = 64
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity where the OS has one, else every core): `--jobs auto`."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux; not on macOS
+    return max(1, len(affinity(0)) if affinity is not None else os.cpu_count() or 1)
+
+
 def _jobs(value: str) -> int:
     if value == "auto":
-        return max(1, min(MAX_JOBS, len(os.sched_getaffinity(0))))
+        return min(MAX_JOBS, usable_cores())
     try:
         jobs = int(value)
     except ValueError:

@@ -76,12 +76,8 @@ def generate_events(events: int, accounts: int, seed: int = 7, *, end_s: float |
     Returns (key, value, is_billing) sorted by event time. Each account starts a subscription within the first
     half of the span (at most its first 5 days) and adds 2-5 users; the rest are sessions and feature uses after
     that, up to `end_s`, spread over accounts with a skewed (log-normal) activity, so state sizes vary as they do
-    in real portfolios. Deterministic for a seed.
-
-    Until 2026-12-05 accounts joined over the first 5 days whatever the span: at the default 2 days, 60 % of them
-    joined after `end_s` (up to a day after the wall clock), with their usage dated before their subscription.
-    Every such subscription was held for its usage to catch up (ADR 0006), and the bench's live events were older
-    than those accounts' history.
+    in real portfolios. Deterministic for a seed. (Before 2026-12-05 most accounts of a short span joined after
+    its end: docs/benchmarks/README.md, Load.)
     """
     rng = random.Random(seed)
     end = end_s if end_s is not None else time.time() - 86400
@@ -752,7 +748,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
 
         # 8. in-process replay over the same events: throughput and state size per account.
         from streams.gc_tuning import GEN0_THRESHOLD, tuned_gc
-        from streams.replay import replay_lines
+        from streams.replay import replay_lines, usable_cores
 
         with tuned_gc(GEN0_THRESHOLD):  # as `churnwatch replay` and the worker run (ADR 0013)
             replayed = replay_lines((value for _k, value, _b in events), final_tick=False)
@@ -764,7 +760,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
         result["accounts_per_gib"] = int(2**30 / result["state_bytes_mean"])
         log(f"replay: {result['replay_eps']:,.0f} events/s; state median {result['state_bytes_median']:.0f} B")
         # The same replay split by account over one process per core (`churnwatch replay --jobs`, ADR 0022).
-        jobs = result["replay_jobs"] = max(2, os.cpu_count() or 1)
+        jobs = result["replay_jobs"] = max(2, usable_cores())  # `--jobs auto`, at least a split
         with tuned_gc(GEN0_THRESHOLD):
             split = replay_lines([value for _k, value, _b in events], final_tick=False, jobs=jobs)
         result["replay_split_eps"] = split.inputs / split.seconds

@@ -120,3 +120,13 @@ def test_lines_held_in_memory_are_packed_for_the_processes_without_changing_a_by
     lines = [b'{"a": 1}', b"", b"two\nlines", b"\x00\xff", b"x" * 70_000]
     assert list(PackedLines(lines)) == lines
     assert list(PackedLines(())) == []
+
+
+def test_jobs_auto_is_one_process_per_usable_core_even_without_cpu_affinity(monkeypatch) -> None:
+    from streams import replay
+
+    assert replay._jobs("auto") == min(replay.MAX_JOBS, len(os.sched_getaffinity(0)))
+    monkeypatch.delattr(os, "sched_getaffinity")  # as on macOS
+    monkeypatch.setattr(os, "cpu_count", lambda: 3)
+    assert replay.usable_cores() == 3
+    assert replay._jobs("auto") == 3
