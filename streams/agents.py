@@ -1055,7 +1055,10 @@ def register(ctx: Context) -> None:
             if high is None or not _still(gen):  # a rebalance meanwhile: its mark_ready reset the measurement
                 return False
             cohort_backlog_end[0] = high
-            log.info("cohort inputs: the portfolio front waits until offset %d is in the cohort table", high - 1)
+            if high > 0:
+                log.info("cohort inputs: the portfolio front waits until offset %d is in the cohort table", high - 1)
+            else:
+                log.info("cohort inputs: the topic is empty, the portfolio front need not wait for a backlog")
         committed = app.consumer._committed_offset.get(tp)  # type: ignore[attr-defined]  # Faust: last commit
         return cohort_backlog_read(cohort_backlog_end[0], cohort_applied[0], committed)
 

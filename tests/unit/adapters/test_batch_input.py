@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import random
 import tempfile
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ from streams.adapters.batch_input import (
     bound_fetch_wait,
     faust_ack_matches,
     faust_drain_matches,
+    faust_new_offset_matches,
+    new_offset,
 )
 
 
@@ -128,6 +131,11 @@ def test_the_installed_faust_acknowledges_as_acknowledge_does_in_bulk() -> None:
     assert faust_ack_matches()
 
 
+def test_the_installed_faust_finds_commit_offsets_as_new_offset_does() -> None:
+    # A Faust upgrade changes Consumer._new_offset: new_offset must be re-checked (ADR 0024).
+    assert faust_new_offset_matches()
+
+
 def test_the_worker_consumer_is_created_with_the_bounded_fetch_wait() -> None:
     async def go() -> None:
         app = faust.App("test-fetch-wait", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
@@ -194,3 +202,50 @@ def test_offsets_acknowledged_in_bulk_leave_the_consumer_as_acking_each_record_d
     assert _bookkeeping(one_by_one)[2] == 6  # 7 twice and 1 (below the committed offset): acknowledged once, never
     assert _bookkeeping(in_bulk) == _bookkeeping(one_by_one)
     assert added == 6
+
+
+def _acked_offsets(rng: random.Random) -> list[int]:
+    """A partition's acknowledged offsets as the worker leaves them: a run, sometimes with a hole, a repeat (a
+    Faust gap filled twice) or out of order."""
+    start = rng.randint(1, 12)
+    offsets = list(range(start, start + rng.randint(1, 40)))
+    if rng.random() < 0.3 and len(offsets) > 2:
+        del offsets[rng.randrange(1, len(offsets) - 1)]
+    if rng.random() < 0.3:
+        offsets.insert(rng.randrange(len(offsets)), rng.choice(offsets))
+    if rng.random() < 0.3:
+        rng.shuffle(offsets)
+    return offsets
+
+
+def _commit_bookkeeping(consumer: Any, tp: TP) -> tuple[Any, ...]:
+    return list(consumer._acked[tp]), set(consumer._acked_index[tp]), sorted(consumer._gap[tp])
+
+
+def test_new_offset_gives_fausts_commit_offsets_and_leaves_its_bookkeeping_as_faust_does() -> None:
+    rng = random.Random(24)
+    tp = TP("usage", 0)
+    for _ in range(2000):
+        offsets = _acked_offsets(rng)
+        committed = rng.choice([None, 0, offsets[0] - 1, offsets[0] - 3, min(offsets) - 1])
+        gap = rng.random() < 0.1
+        faust_way, ours = _faust_consumer(), _faust_consumer()
+        for consumer in (faust_way, ours):
+            consumer._committed_offset[tp] = committed
+            consumer._acked[tp] = list(offsets)
+            consumer._acked_index[tp] = set(offsets)
+            if gap:  # an offset jump Faust recorded (a compacted topic): filled in when committing
+                consumer._gap[tp].addi(max(offsets) + 1, max(offsets) + 4)
+        for _commit in range(3):  # the run goes; what is left answers the next commit
+            assert new_offset(ours, tp) == faust_way._new_offset(tp), (offsets, committed, gap)
+            assert _commit_bookkeeping(ours, tp) == _commit_bookkeeping(faust_way, tp)
+
+
+def test_a_commit_takes_every_offset_of_a_run_without_holes() -> None:
+    consumer, tp = _faust_consumer(), TP("usage", 3)
+    consumer._committed_offset[tp] = 99
+    for offset in (102, 100, 101):  # acknowledged by two partitions' flush steps in either order
+        consumer.ack(_Message("usage", tp, offset))
+
+    assert new_offset(consumer, tp) == 103  # Kafka's committed offset: the next record to read
+    assert consumer._acked[tp] == [] and consumer._acked_index[tp] == set()
