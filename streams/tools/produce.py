@@ -51,8 +51,9 @@ def make_producer(settings: Settings) -> KafkaProducer:
 
 
 def produce_lines(settings: Settings, lines: Iterable[bytes], *, topic_kind: str = "canonical",
-                  rate: float = 0.0) -> int:
-    """Send every line; `rate` > 0 paces to that many events per second. Returns the count sent."""
+                  rate: float = 0.0, flush_timeout_s: float = 60.0) -> int:
+    """Send every line; `rate` > 0 paces to that many events per second. Returns the count sent once the broker
+    has acknowledged every line, waiting at most `flush_timeout_s` for it after the last send."""
     with kafka_errors(settings, "producing"):
         producer = make_producer(settings)
         n = 0
@@ -66,7 +67,7 @@ def produce_lines(settings: Settings, lines: Iterable[bytes], *, topic_kind: str
                     ahead = n / rate - (time.monotonic() - started)
                     if ahead > 0:
                         time.sleep(ahead)
-            producer.flush(timeout=60)
+            producer.flush(timeout=flush_timeout_s)
         finally:
             producer.close(timeout=10)
     return n

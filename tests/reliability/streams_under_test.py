@@ -129,6 +129,7 @@ class Producer:
     settings: Settings
     lines: list[bytes]
     rate: float
+    flush_timeout_s: float = 60.0  # after the last send, for the broker to acknowledge every line
     sent: int = 0
     error: BaseException | None = None
     thread: threading.Thread = field(init=False)
@@ -138,7 +139,7 @@ class Producer:
 
     def _run(self) -> None:
         try:
-            self.sent = produce_lines(self.settings, self.lines, rate=self.rate)
+            self.sent = produce_lines(self.settings, self.lines, rate=self.rate, flush_timeout_s=self.flush_timeout_s)
         except BaseException as exc:
             self.error = exc
 

@@ -34,7 +34,9 @@ def test_broker_restart_mid_stream_loses_nothing(local_stack: stack.StackConfig,
     w = start_worker(run_env, "w1", extra_env={**WORKER_ENV, "CHURNWATCH_IDLE_PARTITION_S": "60"})
     restarts = 0
     try:
-        producer = Producer(settings, lines, rate=len(lines) / 20).start()
+        # The soak's three restarts keep the broker away for longer than the producer's default minute after its
+        # last send: it waits as long as the join below does.
+        producer = Producer(settings, lines, rate=len(lines) / 20, flush_timeout_s=170).start()
         for _ in range(3 if soak else 1):
             time.sleep(4)
             stack._stop(local_stack.run_dir / "kafka.pid", "kafka.Kafka", "kafka", 30)
