@@ -201,27 +201,27 @@ class BatchInput:
         return batch
 
 
+def _refuse_unpinned_faust() -> None:
+    """FaustVersionError (one line for the worker command) unless every Faust method this module copies or
+    replaces is faust-streaming 0.15.3's."""
+    import faust
+
+    for matches, method, use, adr, constant in (
+        (faust_drain_matches, "Consumer._drain_messages", "_make_drain copies", "ADR 0011", "FAUST_DRAIN_SHA256"),
+        (faust_ack_matches, "Consumer.ack", "acknowledge follows", "ADR 0020", "FAUST_ACK_SHA256"),
+        (faust_new_offset_matches, "Consumer._new_offset", "new_offset replaces", "ADR 0024",
+         "FAUST_NEW_OFFSET_SHA256"),
+    ):
+        if not matches():
+            raise FaustVersionError(f"faust-streaming {faust.__version__}: {method} is not the one "
+                                    f"streams/adapters/batch_input.py's {use}; re-check it ({adr}) and update "
+                                    f"{constant}")
+
+
 def install(app: Any, batch_input: BatchInput) -> None:
     """Route `batch_input.topics` records of the app's fetch loop into `batch_input`. Call before the worker starts
     (the Fetcher looks the method up when it starts)."""
-    if not faust_drain_matches():
-        import faust
-
-        raise FaustVersionError(f"faust-streaming {faust.__version__}: Consumer._drain_messages is not the one "
-                           "streams/adapters/batch_input.py copies; re-check the copy (ADR 0011) and update "
-                           "FAUST_DRAIN_SHA256")
-    if not faust_ack_matches():
-        import faust
-
-        raise FaustVersionError(f"faust-streaming {faust.__version__}: Consumer.ack is not the one "
-                           "streams/adapters/batch_input.py's acknowledge follows; re-check it (ADR 0020) and update "
-                           "FAUST_ACK_SHA256")
-    if not faust_new_offset_matches():
-        import faust
-
-        raise FaustVersionError(f"faust-streaming {faust.__version__}: Consumer._new_offset is not the one "
-                           "streams/adapters/batch_input.py's new_offset replaces; re-check it (ADR 0024) and update "
-                           "FAUST_NEW_OFFSET_SHA256")
+    _refuse_unpinned_faust()
     consumer = app.consumer
     consumer._new_offset = MethodType(new_offset, consumer)
     app.flow_control.manage_queue(batch_input)  # cleared with Faust's own buffers (a weak set: kept alive by ctx)

@@ -23,6 +23,7 @@ from streams.adapters.batch_input import (
     faust_ack_matches,
     faust_drain_matches,
     faust_new_offset_matches,
+    install,
     new_offset,
 )
 
@@ -134,6 +135,19 @@ def test_the_installed_faust_acknowledges_as_acknowledge_does_in_bulk() -> None:
 def test_the_installed_faust_finds_commit_offsets_as_new_offset_does() -> None:
     # A Faust upgrade changes Consumer._new_offset: new_offset must be re-checked (ADR 0024).
     assert faust_new_offset_matches()
+
+
+def test_a_faust_whose_commit_offset_search_changed_is_refused_before_the_worker_starts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def _new_offset(self: Any, tp: Any) -> None:  # another Faust's method
+        return None
+
+    monkeypatch.setattr(faust.transport.consumer.Consumer, "_new_offset", _new_offset)
+    app = faust.App("test-pinned", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
+                    datadir=tempfile.mkdtemp(prefix="pinned-"))
+    with pytest.raises(FaustVersionError, match=r"Consumer\._new_offset .* FAUST_NEW_OFFSET_SHA256"):
+        install(app, make_input())
 
 
 def test_the_worker_consumer_is_created_with_the_bounded_fetch_wait() -> None:
