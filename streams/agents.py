@@ -125,6 +125,49 @@ def portfolio_front_may_move(backlog_read: bool, in_flight: int, sent: int, appl
     return backlog_read and in_flight == 0 and applied >= sent
 
 
+# ADR 0025: every worker reports the usage fronts of its partitions on the cohort-inputs topic under this key, after
+# the cohort inputs they cover; the cohort collector keeps the highest per partition in the cohort table. Never an
+# account id: keys are account ids in UTF-8, and 0xFF never occurs in UTF-8.
+USAGE_FRONTS_KEY = b"\xffusage-fronts"
+
+
+def decode_usage_fronts(raw: bytes | None) -> dict[int, float]:
+    """A usage-fronts value (JSON object: usage partition number -> front, epoch seconds) as a dict."""
+    return {int(p): float(f) for p, f in orjson.loads(raw).items()} if raw else {}
+
+
+def encode_usage_fronts(fronts: Mapping[int, float]) -> bytes:
+    return orjson.dumps({str(p): f for p, f in sorted(fronts.items())})
+
+
+def merge_usage_fronts(held: bytes | None, reported: bytes) -> bytes:
+    """The cohort table's usage fronts with one worker's report merged in: per partition, the highest.
+
+    Why the highest: a report says "every cohort input from this partition's usage up to the front is in the topic
+    before this record". That stays true after the partition moves to another worker, whose first report (its
+    watermarks start again from the committed offset, ADR 0014) can be lower; and two workers' reports around a
+    rebalance reach the topic in either order."""
+    merged = decode_usage_fronts(held)
+    for p, f in decode_usage_fronts(reported).items():
+        if f > merged.get(p, float("-inf")):
+            merged[p] = f
+    return encode_usage_fronts(merged)
+
+
+def portfolio_front_of(partitions: int, own: Mapping[int, float], reported: Mapping[int, float]) -> float:
+    """The event time every usage partition has reached (epoch seconds): the lowest over all `partitions` of the
+    higher of this worker's own front (`own`: its active partitions) and the front reported for it on the
+    cohort-inputs topic (`reported`, ADR 0025). 0.0 (no month final) while a partition has neither: its worker
+    has not read it yet, and a month's cohort inputs may still be in it."""
+    lowest = float("inf")
+    for p in range(partitions):
+        front = max(own.get(p, float("-inf")), reported.get(p, float("-inf")))
+        if front == float("-inf"):
+            return 0.0
+        lowest = min(lowest, front)
+    return lowest if partitions else 0.0
+
+
 def every(app: Any, interval_s: float) -> Callable[[Callable[[], Awaitable[None]]], Any]:
     """Like `app.timer`, for work meant to run longer than its interval at times: the next run starts `interval_s`
     after the previous one ended. `app.timer` logged a WARNING ("Timer ... is overlapping") after each such run,
@@ -168,6 +211,11 @@ def register(ctx: Context) -> None:
     # The cohort-inputs partition's high watermark measured after the current assignment settled: the backlog
     # `cohort_backlog_read` waits for (None: not measured yet; mark_ready resets it with the rest).
     cohort_backlog_end: list[int | None] = [None]
+    # ADR 0025, per usage partition this worker owns, epoch seconds: the usage front up to which its last completed
+    # tick ended days and released held billing (so every cohort input up to it was sent), and the front it last
+    # reported on the cohort-inputs topic. Both start again after a rebalance (mark_ready).
+    ticked_fronts: dict[int, float] = {}
+    reported_fronts: dict[int, float] = {}
     cohort_inputs_name = settings.topic(settings.cohort_inputs_topic)
     ingest_config = IngestConfig(max_bytes=settings.max_event_bytes)
 
@@ -874,8 +922,46 @@ def register(ctx: Context) -> None:
 
     @app.timer(interval=settings.alert_tick_s)
     async def advance_event_time() -> None:
+        """Day ends and held billing up to the usage fronts (`_end_days_and_release`); then, once every cohort
+        input they caused was sent, those fronts are reported for the portfolio (ADR 0025)."""
+        if not _settled():
+            return  # tables may be recovering, and the assignment is the previous one's
+        fronts = _usage_fronts_now()  # taken before the tick reads its watermarks: never ahead of what it ends
+        gen = app.rebalancing_count
+        if not await _end_days_and_release() or not _still(gen):
+            return  # interrupted (a rebalance): the next tick ends the rest
+        ticked_fronts.clear()
+        ticked_fronts.update(fronts)
+        await _report_usage_fronts()
+
+    def _usage_fronts_now() -> dict[int, float]:
+        """The usage front of each usage partition this worker owns actively, epoch seconds; the wall clock for a
+        partition without a watermark once the input is exhausted; none for a partition not read yet."""
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == usage_name}
+        exhausted = _input_exhausted()
+        fronts = {}
+        for p in owned:
+            mark = _effective_watermark(p)
+            if mark is not None:
+                fronts[p] = _effective_front(mark)
+            elif exhausted:
+                fronts[p] = time.time()
+        return fronts
+
+    async def _report_usage_fronts() -> None:
+        """Send the fronts that moved since the last report on the cohort-inputs topic, after the cohort inputs
+        they cover: one partition, so the cohort owner's collector applies those first (ADR 0025)."""
+        moved = {p: f for p, f in ticked_fronts.items() if f > reported_fronts.get(p, float("-inf"))}
+        if not moved:
+            return
+        sent = await topics["cohort_inputs"].send(key=USAGE_FRONTS_KEY, value=encode_usage_fronts(moved))
+        _track_delivery(sent)  # a failed delivery stops the worker, as for every output (ADR 0005)
+        reported_fronts.update(moved)
+
+    async def _end_days_and_release() -> bool:
         """Day ends each owned partition's watermark has passed (time-driven rules such as inactivity, renewal,
-        activation stalled) and held billing its usage front has passed.
+        activation stalled) and held billing its usage front has passed. False when it did not finish: tables
+        not settled, or a rebalance started.
 
         In steps of at most state_flush_step_s under `state_lock`, batches running in between (ADR 0016): when a
         watermark passes midnight UTC, every account of its partition is due at once (~0.15 ms each, more when
@@ -883,7 +969,7 @@ def register(ctx: Context) -> None:
         seconds. An account a batch reaches first has its day ends closed by that batch (`close_days`); the
         tick then finds nothing open for it."""
         if not watermarks:
-            return
+            return True
         from datetime import UTC, datetime
 
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == billing_name
@@ -893,8 +979,10 @@ def register(ctx: Context) -> None:
         # Rules are day-granular: a partition is scanned once per event-time day its watermark reaches.
         todo = {p for p, m in marks.items() if int(m // 86400) > ticked_day.get(p, -1)}
         releasable = [k for k, at in holding.items() if at <= fronts.get(partition_of(k), 0.0)]
-        if (not todo and not releasable) or not _settled():
-            return  # nothing due, or tables may be recovering (their values must not enter the cache)
+        if not _settled():
+            return False  # tables may be recovering (their values must not enter the cache)
+        if not todo and not releasable:
+            return True
         gen = app.rebalancing_count
         # Every owned account of the partitions to day-end: those in the table, and those only in the cache
         # (first seen since the last flush).
@@ -909,7 +997,7 @@ def register(ctx: Context) -> None:
         while steps.left:
             async with state_lock:
                 if not _settled() or not _still(gen):
-                    return  # the next tick scans again; the accounts ticked so far have nothing left open
+                    return False  # the next tick scans again; the accounts ticked so far have nothing left open
                 changed: dict[str, AccountAggregate] = {}
                 cohort_changed: set[str] = set()
                 alerts: list[Any] = []
@@ -930,7 +1018,7 @@ def register(ctx: Context) -> None:
                     if ticked.ledger_changed:
                         cohort_changed.add(agg.account_id)
                 if changed and not await _publish(changed, alerts, cohort_changed, gen):
-                    return
+                    return False
                 n_changed += len(changed)
                 n_cohort += len(cohort_changed)
             await asyncio.sleep(0)
@@ -939,6 +1027,7 @@ def register(ctx: Context) -> None:
         log.debug("tick: %d partitions to day-end, %d accounts releasable, %d holding, exhausted %s, "
                  "%d changed, %d cohort inputs", len(todo), len(releasable), len(holding), _input_exhausted(),
                  n_changed, n_cohort)
+        return True
 
     @app.agent(topics["raw"], concurrency=1)
     async def normalize_raw_events(stream: Any) -> None:
@@ -987,11 +1076,21 @@ def register(ctx: Context) -> None:
             try:
                 await _ensure_changelog_metadata()
                 # Only APPLY: a SEEN snapshot is older than one already in the table for its account.
-                latest = {msg.key: msg.value for msg, v in await _in_order([ev.message for ev in events])
-                          if v is Verdict.APPLY}
+                latest = {}
+                fronts = None
+                for msg, v in await _in_order([ev.message for ev in events]):
+                    if v is not Verdict.APPLY:
+                        continue
+                    if msg.key == USAGE_FRONTS_KEY:  # every worker's reports, merged (ADR 0025)
+                        fronts = merge_usage_fronts(fronts or cohort_table.get(USAGE_FRONTS_KEY), msg.value)
+                    else:
+                        latest[msg.key] = msg.value
                 for key, value in latest.items():
                     cohort_table[key] = value
-                ctx.cohort_dirty = True
+                if fronts is not None:
+                    cohort_table[USAGE_FRONTS_KEY] = fronts
+                if latest:
+                    ctx.cohort_dirty = True
                 cohort_applied[0] = max([cohort_applied[0]] + [ev.message.offset for ev in events])
                 await _drain_send_buffer()  # changelog writes handed to the client before this batch is acked
             except Exception as exc:
@@ -1013,7 +1112,7 @@ def register(ctx: Context) -> None:
         front = portfolio_front[0]
         if ctx.cohort_dirty:
             ctx.cohort_dirty = False
-            snapshots = [(k.decode(), v) for k, v in cohort_table.items()]
+            snapshots = [(k.decode(), v) for k, v in cohort_table.items() if k != USAGE_FRONTS_KEY]
             fresh_portfolio = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: compute_portfolio(snapshots, gross_margin=settings.gross_margin,
                                                 pace=Pacer(settings.background_duty))
@@ -1063,17 +1162,15 @@ def register(ctx: Context) -> None:
         return cohort_backlog_read(cohort_backlog_end[0], cohort_applied[0], committed)
 
     def _portfolio_front() -> float:
-        """The event time every usage partition of this worker has reached: the lowest of their effective
-        watermarks (an idle partition follows the highest, ADR 0004), or the wall clock once the input is
-        exhausted. The highest let one partition running ahead after a restart call a month final before another
-        partition's cohort snapshots for it arrived: one company_nps record id with two bodies (20 vs 17 NPS
-        answers) in a clean-clone SIGKILL check. With several workers this is still only this worker's
-        partitions (docs/reliability/README.md, open)."""
-        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == usage_name}
-        marks = [_effective_watermark(p) for p in owned]
-        if not owned or any(m is None for m in marks):
-            return time.time() if _input_exhausted() else 0.0
-        return _effective_front(min(m for m in marks if m is not None))
+        """The event time every usage partition has reached (`portfolio_front_of`): this worker's own partitions'
+        fronts as its last completed tick left them, and the fronts other workers reported on the cohort-inputs
+        topic (ADR 0025), which this collector has applied, so their cohort inputs are in the table. The lowest,
+        not the highest: one partition running ahead after a restart called a month final before another
+        partition's cohort snapshots for it arrived (one company_nps record id with two bodies, 20 vs 17 NPS
+        answers, in a clean-clone SIGKILL check); with several workers, each knows only its own partitions."""
+        own = {p: f for p, f in ticked_fronts.items() if _owns(app, usage_name, p)}
+        return portfolio_front_of(settings.topic_partitions, own,
+                                  decode_usage_fronts(cohort_table.get(USAGE_FRONTS_KEY)))
 
     @app.timer(interval=10.0)
     async def report_table_sizes_and_lag() -> None:
@@ -1147,6 +1244,8 @@ def register(ctx: Context) -> None:
         # A partition counts as read (so idle, ADR 0004) only after a lag measurement of this assignment.
         watermarks.clear()
         usage_read_at.clear()
+        ticked_fronts.clear()  # this assignment's partitions report again from their first tick (ADR 0025)
+        reported_fronts.clear()
 
     async def _stop_sink(*args: Any, **kwargs: Any) -> None:
         if sink is not None:

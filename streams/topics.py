@@ -30,7 +30,8 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec("health_topic", "account_id", "account health read model (JSON)", True, compacted=True),
     TopicSpec("dead_letter_topic", "source key or none", "schemas.deadletter.DeadLetter (JSON)", True),
     TopicSpec(
-        "cohort_inputs_topic", "account_id", "streams.domain.aggregate.cohort_snapshot (JSON)", True,
+        "cohort_inputs_topic", "account_id (or agents.USAGE_FRONTS_KEY, ADR 0025)",
+        "streams.domain.aggregate.cohort_snapshot (JSON); usage fronts (JSON) under USAGE_FRONTS_KEY", True,
         compacted=True, partitions=1,
     ),
 )

@@ -11,9 +11,12 @@ from typing import Any
 import orjson
 import pytest
 
+from streams.partitioning import expected_partition
 from streams.replay import replay_lines
 from streams.tools.produce import produce_lines
 from tests.support.batch_metrics import compute_batch
+from tests.support.live_stream import processed_count, read_alerts
+from tests.support.stack_fixtures import WorkerProc
 from tests.support.worlds import deliver_within_lateness, generate_world
 
 pytestmark = pytest.mark.integration
@@ -89,3 +92,101 @@ def test_live_company_and_cohort_metrics_equal_the_batch_computation_and_replay(
         assert not bad, f"{c['cohort']}+{c['age']}: {bad}"
     print(f"[cohorts] {len(lines)} events through Kafka: {len(overall)} company months and {len(cells)} cohort "
           "cells equal the independent batch computation and the in-process replay")
+
+
+def assignment(workers: list[WorkerProc]) -> dict[str, dict[str, list[int]]] | None:
+    """Faust's own routing view (/router/): worker URL -> table changelog -> its active partitions, once every
+    worker is ready and all of them agree on it."""
+    views = []
+    for w in workers:
+        ready = fetch(f"{w.base_url}/ready")
+        view = fetch(f"{w.base_url}/router/")
+        if not ready or not ready.get("ready") or not view:
+            return None
+        views.append({url: {t.rsplit("-", 2)[-2]: sorted(ps) for t, ps in tables.items()}
+                      for url, tables in view.items()})
+    if any(v != views[0] for v in views) or set(views[0]) != {w.base_url for w in workers}:
+        return None
+    return views[0]
+
+
+def settled_count(workers: list[WorkerProc], quiet_s: float = 3.0, timeout_s: float = 90) -> float:
+    """Events the workers processed, once that stopped growing for `quiet_s` (held billing is counted later)."""
+    deadline = time.monotonic() + timeout_s
+    last, since = -1.0, time.monotonic()
+    while time.monotonic() < deadline:
+        n = sum(processed_count(w.base_url) for w in workers)
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            break
+        time.sleep(0.5)
+    return last
+
+
+def portfolio_records(settings: Any) -> dict[str, list[dict[str, Any]]]:
+    """Portfolio alert records on the alerts topic by record id, without the time they were sent."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for r in read_alerts(settings, idle_ms=1000):
+        if r["account_id"] == "portfolio":
+            body = {k: v for k, v in r.items() if k not in {"emitted_at", "produced_at"}}
+            if body not in out.setdefault(r["record_id"], []):
+                out[r["record_id"]].append(body)
+    return out
+
+
+def test_with_two_workers_no_month_is_final_before_every_usage_partition_has_passed_it(run_env,
+                                                                                       worker_factory) -> None:
+    """ADR 0025. The worker owning the cohort partition ran through the year on its own usage partitions while one
+    of the other worker's partitions had not been read at all: it must not publish a month's portfolio alerts
+    until that partition's cohort inputs are in, and what it publishes equals the replay of the whole input."""
+    world = generate_world(seed=20240601, accounts=150, months=13)
+    arrival = deliver_within_lateness(world.events, timedelta(days=5), seed=2)
+    lines = [e.model_dump_json().encode() for e in arrival]
+    replayed = replay_lines(lines)
+    expected = {r.record_id: {k: v for k, v in orjson.loads(r.model_dump_json()).items()
+                              if k not in {"emitted_at", "produced_at"}}
+                for r in replayed.alerts if r.account_id == "portfolio"}
+    assert len(expected) >= 10, "the world must cross portfolio thresholds in many months"
+
+    settings = run_env.settings()
+    # Idle partitions never follow the wall clock here (600 s): the held partition stays unread, not idle.
+    env = {"CHURNWATCH_COHORT_REFRESH_S": "1", "CHURNWATCH_ALERT_TICK_S": "0.5", "CHURNWATCH_IDLE_PARTITION_S": "600"}
+    workers = [worker_factory("w1", extra_env=env), worker_factory("w2", extra_env=env)]
+    deadline = time.monotonic() + 90
+    while (routes := assignment(workers)) is None and time.monotonic() < deadline:
+        time.sleep(1)
+    assert routes is not None, "the two workers never agreed on an assignment"
+    owner = next(url for url, t in routes.items() if t["account_to_cohort_inputs"] == [0])
+    other = next(url for url in routes if url != owner)
+    held = routes[other]["account_to_state"][0]  # a usage partition of the worker that does not own the cohorts
+
+    def partition(line: bytes) -> int:
+        return expected_partition(orjson.loads(line)["account_id"].encode(), settings.topic_partitions)
+
+    first = [ln for ln in lines if partition(ln) != held]
+    rest = [ln for ln in lines if partition(ln) == held]
+    assert first and rest
+    produce_lines(settings, first)
+    settled_count(workers)
+    time.sleep(3)  # several ticks (0.5 s) and portfolio refreshes (1 s) after the owner read its partitions
+    early = portfolio_records(settings)
+
+    produce_lines(settings, rest)
+    settled_count(workers)
+    deadline = time.monotonic() + 60
+    published = portfolio_records(settings)
+    while time.monotonic() < deadline:  # months become final as the held partition's front passes them
+        time.sleep(3)
+        latest = portfolio_records(settings)
+        if latest == published and published:
+            break
+        published = latest
+
+    assert not early, (f"{len(early)} portfolio records published while usage partition {held} was unread: "
+                       f"{sorted(early)[:3]}")
+    assert published, "no month became final after every usage partition was read"
+    wrong = {rid: (bodies, expected.get(rid)) for rid, bodies in published.items() if bodies != [expected.get(rid)]}
+    assert not wrong, f"{len(wrong)} of {len(published)} portfolio records differ from replay: {list(wrong.items())[:2]}"
+    print(f"[two workers] {len(first)} events, then {len(rest)} of usage partition {held}: no portfolio record "
+          f"before them; {len(published)} records after, each equal to the replay's ({len(expected)} in all)")

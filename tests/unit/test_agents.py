@@ -7,11 +7,16 @@ from typing import NamedTuple
 
 from streams.agents import (
     HEALTH_MIN_PER_TICK,
+    USAGE_FRONTS_KEY,
     ack_chunks,
     ack_groups,
     cohort_backlog_read,
+    decode_usage_fronts,
+    encode_usage_fronts,
     health_publish_quota,
+    merge_usage_fronts,
     portfolio_front_may_move,
+    portfolio_front_of,
 )
 
 
@@ -86,3 +91,47 @@ def test_the_portfolio_front_waits_for_the_backlog_and_for_this_workers_own_coho
     assert not portfolio_front_may_move(backlog_read=True, in_flight=3, sent=10, applied=10)
     assert not portfolio_front_may_move(backlog_read=True, in_flight=0, sent=12, applied=10)
     assert portfolio_front_may_move(backlog_read=True, in_flight=0, sent=12, applied=13)
+
+
+# ADR 0025: the portfolio front over every usage partition, whichever worker owns it.
+JAN_31 = 1_706_659_200.0  # 2024-01-31T00:00:00Z
+DAY = 86_400.0
+
+
+def test_the_portfolio_front_is_the_lowest_usage_partition_whoever_owns_it() -> None:
+    own = {0: JAN_31 + 40 * DAY, 1: JAN_31 + 41 * DAY}  # this worker ran well into March
+    reported = {2: JAN_31 + 2 * DAY, 3: JAN_31 + 45 * DAY}  # another worker's partition 2 is still in January
+    assert portfolio_front_of(4, own, reported) == JAN_31 + 2 * DAY
+
+
+def test_no_month_is_final_while_a_usage_partition_has_not_reported() -> None:
+    own = {0: JAN_31 + 40 * DAY, 1: JAN_31 + 41 * DAY}
+    assert portfolio_front_of(4, own, {2: JAN_31 + 40 * DAY}) == 0.0
+    assert portfolio_front_of(4, {}, {}) == 0.0
+
+
+def test_a_partitions_own_front_and_its_reported_front_count_the_higher() -> None:
+    # Just moved here: this worker's first tick is behind what the previous owner had reported.
+    assert portfolio_front_of(2, {0: JAN_31, 1: JAN_31 + 9 * DAY}, {0: JAN_31 + 5 * DAY}) == JAN_31 + 5 * DAY
+
+
+def test_one_worker_owning_every_partition_needs_no_reports() -> None:
+    assert portfolio_front_of(2, {0: JAN_31 + DAY, 1: JAN_31}, {}) == JAN_31
+
+
+def test_reported_fronts_merge_to_the_highest_per_partition_in_any_order() -> None:
+    a = encode_usage_fronts({0: JAN_31 + 3 * DAY, 1: JAN_31})
+    b = encode_usage_fronts({1: JAN_31 + 2 * DAY, 2: JAN_31 + DAY})
+    older_a = encode_usage_fronts({0: JAN_31})  # the partition's previous owner, arriving late
+    expected = {0: JAN_31 + 3 * DAY, 1: JAN_31 + 2 * DAY, 2: JAN_31 + DAY}
+    assert decode_usage_fronts(merge_usage_fronts(merge_usage_fronts(a, b), older_a)) == expected
+    assert decode_usage_fronts(merge_usage_fronts(merge_usage_fronts(older_a, b), a)) == expected
+    assert decode_usage_fronts(merge_usage_fronts(None, b)) == decode_usage_fronts(b)
+
+
+def test_the_usage_fronts_key_can_never_be_an_account_id() -> None:
+    try:
+        USAGE_FRONTS_KEY.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    raise AssertionError("an account id's UTF-8 bytes could equal the usage-fronts key")
