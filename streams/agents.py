@@ -935,8 +935,10 @@ def register(ctx: Context) -> None:
         await _report_usage_fronts()
 
     def _usage_fronts_now() -> dict[int, float]:
-        """The usage front of each usage partition this worker owns actively, epoch seconds; the wall clock for a
-        partition without a watermark once the input is exhausted; none for a partition not read yet."""
+        """The usage front of each usage partition this worker owns actively, epoch seconds. Without a watermark,
+        the wall clock once the input is exhausted and a lag measurement of this assignment found the partition
+        read to its end (after a rebalance the exhaustion can be the previous assignment's, and the partition's
+        records not yet read again); otherwise none: the partition holds the portfolio front (ADR 0025)."""
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == usage_name}
         exhausted = _input_exhausted()
         fronts = {}
@@ -944,7 +946,7 @@ def register(ctx: Context) -> None:
             mark = _effective_watermark(p)
             if mark is not None:
                 fronts[p] = _effective_front(mark)
-            elif exhausted:
+            elif exhausted and p in usage_read_at:
                 fronts[p] = time.time()
         return fronts
 
