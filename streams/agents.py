@@ -154,18 +154,24 @@ def merge_usage_fronts(held: bytes | None, reported: bytes) -> bytes:
     return encode_usage_fronts(merged)
 
 
-def portfolio_front_of(partitions: int, own: Mapping[int, float], reported: Mapping[int, float]) -> float:
-    """The event time every usage partition has reached (epoch seconds): the lowest over all `partitions` of the
-    higher of this worker's own front (`own`: its active partitions) and the front reported for it on the
-    cohort-inputs topic (`reported`, ADR 0025). 0.0 (no month final) while a partition has neither: its worker
-    has not read it yet, and a month's cohort inputs may still be in it."""
-    lowest = float("inf")
+def usage_fronts_of(partitions: int, own: Mapping[int, float], reported: Mapping[int, float]) -> list[float | None]:
+    """Per usage partition 0..partitions-1, the front the portfolio counts (epoch seconds): the higher of this
+    worker's own (`own`: its active partitions) and the one reported on the cohort-inputs topic (`reported`,
+    ADR 0025); None when it has neither: its worker has not read it yet."""
+    out: list[float | None] = []
     for p in range(partitions):
-        front = max(own.get(p, float("-inf")), reported.get(p, float("-inf")))
-        if front == float("-inf"):
-            return 0.0
-        lowest = min(lowest, front)
-    return lowest if partitions else 0.0
+        mine, theirs = own.get(p), reported.get(p)
+        out.append(theirs if mine is None else mine if theirs is None else max(mine, theirs))
+    return out
+
+
+def portfolio_front_of(fronts: Iterable[float | None]) -> float:
+    """The event time every usage partition has reached: the lowest of `usage_fronts_of`. 0.0 (no month final)
+    while a partition has none: a month's cohort inputs may still be in it."""
+    listed = list(fronts)
+    if not listed or any(f is None for f in listed):
+        return 0.0
+    return min(f for f in listed if f is not None)
 
 
 def every(app: Any, interval_s: float) -> Callable[[Callable[[], Awaitable[None]]], Any]:
@@ -1171,8 +1177,11 @@ def register(ctx: Context) -> None:
         partition's cohort snapshots for it arrived (one company_nps record id with two bodies, 20 vs 17 NPS
         answers, in a clean-clone SIGKILL check); with several workers, each knows only its own partitions."""
         own = {p: f for p, f in ticked_fronts.items() if _owns(app, usage_name, p)}
-        return portfolio_front_of(settings.topic_partitions, own,
-                                  decode_usage_fronts(cohort_table.get(USAGE_FRONTS_KEY)))
+        fronts = usage_fronts_of(settings.topic_partitions, own,
+                                 decode_usage_fronts(cohort_table.get(USAGE_FRONTS_KEY)))
+        front = portfolio_front_of(fronts)
+        metrics.record_portfolio_front(front, fronts)  # which partition holds portfolio alerts back, if any
+        return front
 
     @app.timer(interval=10.0)
     async def report_table_sizes_and_lag() -> None:

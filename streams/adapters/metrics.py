@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
+from collections.abc import Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -130,6 +131,16 @@ class Metrics:
         self.company_customers = Gauge(
             "churnwatch_company_paying_customers", "Paying customers at the end of the latest month.", registry=r
         )
+        self.portfolio_front = Gauge(
+            "churnwatch_portfolio_front_timestamp_seconds",
+            "Event time every usage partition has reached, epoch seconds (ADR 0025): a month is final once this is "
+            "past its end plus the lateness allowance. 0 while a usage partition has no front.", registry=r,
+        )
+        self.usage_front = Gauge(
+            "churnwatch_usage_front_timestamp_seconds",
+            "Per usage partition, the event-time front the portfolio counts, epoch seconds (ADR 0025); 0: none yet.",
+            ["partition"], registry=r,
+        )
         self.build = Info("churnwatch_build", "Build information.", registry=r)
         self.build.info({"version": __version__})
 
@@ -150,6 +161,13 @@ class Metrics:
             # Amounts are summed without currency conversion (docs/metrics.md): label the main currency.
             self.company_mrr.labels("all").set(last.mrr_end)
             self.company_customers.set(last.customers_end)
+
+    def record_portfolio_front(self, front: float, fronts: Sequence[float | None]) -> None:
+        """The portfolio front and each usage partition's front (None: none yet, exported as 0); set on the worker
+        that owns the cohort-inputs partition, when its portfolio refresh takes the front."""
+        self.portfolio_front.set(front)
+        for partition, at in enumerate(fronts):
+            self.usage_front.labels(str(partition)).set(at or 0.0)
 
     def record_dead_letters(self, tally: Tally[str]) -> None:
         for reason, n in tally.items():

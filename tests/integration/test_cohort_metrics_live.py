@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
@@ -111,6 +111,18 @@ def assignment(workers: list[WorkerProc]) -> dict[str, dict[str, list[int]]] | N
     return views[0]
 
 
+def gauges(base_url: str, name: str) -> dict[str, float]:
+    """One metric's samples on a worker's /metrics, by label set (`partition="0"`; "" without labels)."""
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            series, value = line.rsplit(" ", 1)
+            out[series[len(name):].strip("{}")] = float(value)
+    return out
+
+
 def settled_count(workers: list[WorkerProc], quiet_s: float = 3.0, timeout_s: float = 90) -> float:
     """Events the workers processed, once that stopped growing for `quiet_s` (held billing is counted later)."""
     deadline = time.monotonic() + timeout_s
@@ -184,6 +196,11 @@ def test_with_two_workers_no_month_is_final_before_every_usage_partition_has_pas
     settled_count(workers)
     time.sleep(3)  # several ticks (0.5 s) and portfolio refreshes (1 s) after the owner read its partitions
     early = portfolio_records(settings)
+    # What an operator sees on the owner: the partition behind holds the portfolio front, two months into the year.
+    fronts = gauges(owner, "churnwatch_usage_front_timestamp_seconds")  # Faust's route URL is the base URL
+    held_at = gauges(owner, "churnwatch_portfolio_front_timestamp_seconds")[""]
+    assert min(fronts, key=lambda p: fronts[p]) == f'partition="{behind}"', fronts
+    assert 0 < held_at == fronts[f'partition="{behind}"'] < datetime.fromisoformat(cut_at).timestamp()
 
     billing_then_usage(rest)
     settled_count(workers)

@@ -17,6 +17,7 @@ from streams.agents import (
     merge_usage_fronts,
     portfolio_front_may_move,
     portfolio_front_of,
+    usage_fronts_of,
 )
 
 
@@ -101,22 +102,24 @@ DAY = 86_400.0
 def test_the_portfolio_front_is_the_lowest_usage_partition_whoever_owns_it() -> None:
     own = {0: JAN_31 + 40 * DAY, 1: JAN_31 + 41 * DAY}  # this worker ran well into March
     reported = {2: JAN_31 + 2 * DAY, 3: JAN_31 + 45 * DAY}  # another worker's partition 2 is still in January
-    assert portfolio_front_of(4, own, reported) == JAN_31 + 2 * DAY
+    assert portfolio_front_of(usage_fronts_of(4, own, reported)) == JAN_31 + 2 * DAY
 
 
 def test_no_month_is_final_while_a_usage_partition_has_not_reported() -> None:
     own = {0: JAN_31 + 40 * DAY, 1: JAN_31 + 41 * DAY}
-    assert portfolio_front_of(4, own, {2: JAN_31 + 40 * DAY}) == 0.0
-    assert portfolio_front_of(4, {}, {}) == 0.0
+    fronts = usage_fronts_of(4, own, {2: JAN_31 + 40 * DAY})
+    assert fronts[3] is None and portfolio_front_of(fronts) == 0.0
+    assert portfolio_front_of(usage_fronts_of(4, {}, {})) == 0.0
 
 
 def test_a_partitions_own_front_and_its_reported_front_count_the_higher() -> None:
     # Just moved here: this worker's first tick is behind what the previous owner had reported.
-    assert portfolio_front_of(2, {0: JAN_31, 1: JAN_31 + 9 * DAY}, {0: JAN_31 + 5 * DAY}) == JAN_31 + 5 * DAY
+    fronts = usage_fronts_of(2, {0: JAN_31, 1: JAN_31 + 9 * DAY}, {0: JAN_31 + 5 * DAY})
+    assert fronts == [JAN_31 + 5 * DAY, JAN_31 + 9 * DAY] and portfolio_front_of(fronts) == JAN_31 + 5 * DAY
 
 
 def test_one_worker_owning_every_partition_needs_no_reports() -> None:
-    assert portfolio_front_of(2, {0: JAN_31 + DAY, 1: JAN_31}, {}) == JAN_31
+    assert portfolio_front_of(usage_fronts_of(2, {0: JAN_31 + DAY, 1: JAN_31}, {})) == JAN_31
 
 
 def test_reported_fronts_merge_to_the_highest_per_partition_in_any_order() -> None:
