@@ -932,29 +932,26 @@ def register(ctx: Context) -> None:
         input they caused was sent, those fronts are reported for the portfolio (ADR 0025)."""
         if not _settled():
             return  # tables may be recovering, and the assignment is the previous one's
-        fronts = _usage_fronts_now()  # taken before the tick reads its watermarks: never ahead of what it ends
         gen = app.rebalancing_count
-        if not await _end_days_and_release() or not _still(gen):
+        fronts = await _end_days_and_release()
+        if fronts is None or not _still(gen):
             return  # interrupted (a rebalance): the next tick ends the rest
         ticked_fronts.clear()
-        ticked_fronts.update(fronts)
+        ticked_fronts.update(_usage_fronts(fronts))
         await _report_usage_fronts()
 
-    def _usage_fronts_now() -> dict[int, float]:
-        """The usage front of each usage partition this worker owns actively, epoch seconds. Without a watermark,
-        the wall clock once the input is exhausted and a lag measurement of this assignment found the partition
-        read to its end (after a rebalance the exhaustion can be the previous assignment's, and the partition's
-        records not yet read again); otherwise none: the partition holds the portfolio front (ADR 0025)."""
+    def _usage_fronts(fronts: dict[int, float]) -> dict[int, float]:
+        """Of the fronts a tick ended days and released billing up to, those of the usage partitions this worker
+        owns actively. A partition without a watermark gets the wall clock once the input is exhausted and a lag
+        measurement of this assignment found it read to its end (after a rebalance the exhaustion can be the
+        previous assignment's, and the partition's records not yet read again); otherwise none: it holds the
+        portfolio front (ADR 0025)."""
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == usage_name}
-        exhausted = _input_exhausted()
-        fronts = {}
-        for p in owned:
-            mark = _effective_watermark(p)
-            if mark is not None:
-                fronts[p] = _effective_front(mark)
-            elif exhausted and p in usage_read_at:
-                fronts[p] = time.time()
-        return fronts
+        usage = {p: f for p, f in fronts.items() if p in owned}
+        if _input_exhausted():
+            now = time.time()
+            usage.update({p: now for p in owned if p not in usage and p in usage_read_at})
+        return usage
 
     async def _report_usage_fronts() -> None:
         """Send the fronts that moved since the last report on the cohort-inputs topic, after the cohort inputs
@@ -966,10 +963,11 @@ def register(ctx: Context) -> None:
         _track_delivery(sent)  # a failed delivery stops the worker, as for every output (ADR 0005)
         reported_fronts.update(moved)
 
-    async def _end_days_and_release() -> bool:
+    async def _end_days_and_release() -> dict[int, float] | None:
         """Day ends each owned partition's watermark has passed (time-driven rules such as inactivity, renewal,
-        activation stalled) and held billing its usage front has passed. False when it did not finish: tables
-        not settled, or a rebalance started.
+        activation stalled) and held billing its usage front has passed. Returns those fronts (partition -> epoch
+        seconds; none before the first watermark), or None when it did not finish: tables not settled, or a
+        rebalance started.
 
         In steps of at most state_flush_step_s under `state_lock`, batches running in between (ADR 0016): when a
         watermark passes midnight UTC, every account of its partition is due at once (~0.15 ms each, more when
@@ -977,7 +975,7 @@ def register(ctx: Context) -> None:
         seconds. An account a batch reaches first has its day ends closed by that batch (`close_days`); the
         tick then finds nothing open for it."""
         if not watermarks:
-            return True
+            return {}
         from datetime import UTC, datetime
 
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == billing_name
@@ -988,9 +986,9 @@ def register(ctx: Context) -> None:
         todo = {p for p, m in marks.items() if int(m // 86400) > ticked_day.get(p, -1)}
         releasable = [k for k, at in holding.items() if at <= fronts.get(partition_of(k), 0.0)]
         if not _settled():
-            return False  # tables may be recovering (their values must not enter the cache)
+            return None  # tables may be recovering (their values must not enter the cache)
         if not todo and not releasable:
-            return True
+            return fronts
         gen = app.rebalancing_count
         # Every owned account of the partitions to day-end: those in the table, and those only in the cache
         # (first seen since the last flush).
@@ -1005,7 +1003,7 @@ def register(ctx: Context) -> None:
         while steps.left:
             async with state_lock:
                 if not _settled() or not _still(gen):
-                    return False  # the next tick scans again; the accounts ticked so far have nothing left open
+                    return None  # the next tick scans again; the accounts ticked so far have nothing left open
                 changed: dict[str, AccountAggregate] = {}
                 cohort_changed: set[str] = set()
                 alerts: list[Any] = []
@@ -1026,7 +1024,7 @@ def register(ctx: Context) -> None:
                     if ticked.ledger_changed:
                         cohort_changed.add(agg.account_id)
                 if changed and not await _publish(changed, alerts, cohort_changed, gen):
-                    return False
+                    return None
                 n_changed += len(changed)
                 n_cohort += len(cohort_changed)
             await asyncio.sleep(0)
@@ -1035,7 +1033,7 @@ def register(ctx: Context) -> None:
         log.debug("tick: %d partitions to day-end, %d accounts releasable, %d holding, exhausted %s, "
                  "%d changed, %d cohort inputs", len(todo), len(releasable), len(holding), _input_exhausted(),
                  n_changed, n_cohort)
-        return True
+        return fronts
 
     @app.agent(topics["raw"], concurrency=1)
     async def normalize_raw_events(stream: Any) -> None:
