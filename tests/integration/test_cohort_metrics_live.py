@@ -1,4 +1,5 @@
-"""Through the real broker and worker: every monthly company figure and cohort cell equals a batch computation."""
+"""Through the real broker and workers: every monthly company figure and cohort cell equals a batch computation, and
+with two workers no month's portfolio alerts go out before every usage partition has passed it (ADR 0025)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from streams.partitioning import expected_partition
 from streams.replay import replay_lines
 from streams.tools.produce import produce_lines
 from tests.support.batch_metrics import compute_batch
-from tests.support.live_stream import processed_count, read_alerts
+from tests.support.live_stream import metric_samples, processed_count, read_alerts
 from tests.support.stack_fixtures import WorkerProc
 from tests.support.worlds import deliver_within_lateness, generate_world
 
@@ -111,18 +112,6 @@ def assignment(workers: list[WorkerProc]) -> dict[str, dict[str, list[int]]] | N
     return views[0]
 
 
-def gauges(base_url: str, name: str) -> dict[str, float]:
-    """One metric's samples on a worker's /metrics, by label set (`partition="0"`; "" without labels)."""
-    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            series, value = line.rsplit(" ", 1)
-            out[series[len(name):].strip("{}")] = float(value)
-    return out
-
-
 def settled_count(workers: list[WorkerProc], quiet_s: float = 3.0, timeout_s: float = 90) -> float:
     """Events the workers processed, once that stopped growing for `quiet_s` (held billing is counted later)."""
     deadline = time.monotonic() + timeout_s
@@ -137,12 +126,16 @@ def settled_count(workers: list[WorkerProc], quiet_s: float = 3.0, timeout_s: fl
     return last
 
 
+def without_send_time(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in {"emitted_at", "produced_at"}}
+
+
 def portfolio_records(settings: Any) -> dict[str, list[dict[str, Any]]]:
     """Portfolio alert records on the alerts topic by record id, without the time they were sent."""
     out: dict[str, list[dict[str, Any]]] = {}
     for r in read_alerts(settings, idle_ms=1000):
         if r["account_id"] == "portfolio":
-            body = {k: v for k, v in r.items() if k not in {"emitted_at", "produced_at"}}
+            body = without_send_time(r)
             if body not in out.setdefault(r["record_id"], []):
                 out[r["record_id"]].append(body)
     return out
@@ -158,8 +151,7 @@ def test_with_two_workers_no_month_is_final_before_every_usage_partition_has_pas
     lines = [e.model_dump_json().encode() for e in arrival]
     replayed = replay_lines(lines)
     assert replayed.portfolio is not None
-    expected = {r.record_id: {k: v for k, v in orjson.loads(r.model_dump_json()).items()
-                              if k not in {"emitted_at", "produced_at"}}
+    expected = {r.record_id: without_send_time(orjson.loads(r.model_dump_json()))
                 for r in replayed.alerts if r.account_id == "portfolio"}
     assert len(expected) >= 10, "the world must cross portfolio thresholds in many months"
 
@@ -197,8 +189,8 @@ def test_with_two_workers_no_month_is_final_before_every_usage_partition_has_pas
     time.sleep(3)  # several ticks (0.5 s) and portfolio refreshes (1 s) after the owner read its partitions
     early = portfolio_records(settings)
     # What an operator sees on the owner: the partition behind holds the portfolio front, two months into the year.
-    fronts = gauges(owner, "churnwatch_usage_front_timestamp_seconds")  # Faust's route URL is the base URL
-    held_at = gauges(owner, "churnwatch_portfolio_front_timestamp_seconds")[""]
+    fronts = metric_samples(owner, "churnwatch_usage_front_timestamp_seconds")  # Faust's route URL is the base URL
+    held_at = metric_samples(owner, "churnwatch_portfolio_front_timestamp_seconds")[""]
     assert min(fronts, key=lambda p: fronts[p]) == f'partition="{behind}"', fronts
     assert 0 < held_at == fronts[f'partition="{behind}"'] < datetime.fromisoformat(cut_at).timestamp()
 

@@ -13,12 +13,23 @@ from streams.tools.produce import _route, make_producer
 from tests.support.kafka_io import read_topic
 
 
-def processed_count(base_url: str) -> float:
-    """The worker's `processed` events so far (its /metrics counter, every topic and type)."""
+def metric_samples(base_url: str, name: str) -> dict[str, float]:
+    """One series' samples on a worker's /metrics, by label set as written there (`partition="0"`; "" without
+    labels)."""
     with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
         text = resp.read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("churnwatch_events_total{") and 'outcome="processed"' in line)
+    out = {}
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")):
+            series, value = line.rsplit(" ", 1)
+            out[series[len(name):].strip("{}")] = float(value)
+    return out
+
+
+def processed_count(base_url: str) -> float:
+    """The worker's `processed` events so far (its /metrics counter, every topic and type)."""
+    return sum(n for labels, n in metric_samples(base_url, "churnwatch_events_total").items()
+               if 'outcome="processed"' in labels)
 
 
 def stream_day_by_day(settings: Settings, base_url: str, events: list[dict[str, Any]],
