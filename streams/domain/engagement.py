@@ -333,6 +333,11 @@ def window_figures(eng: Engagement, first_day: int, last_day: int) -> WindowFigu
     )
 
 
+def tickets_opened(eng: Engagement, first_day: int, last_day: int) -> int:
+    """Tickets opened over [first_day, last_day]: window_figures(...).tickets without the users and features."""
+    return sum(b[TICKETS_OPENED] for day, b in eng.days.items() if first_day <= day <= last_day)
+
+
 def _bits(lo: int, hi: int) -> int:
     lo = max(lo, 0)
     hi = min(hi, BITMAP_DAYS - 1)

@@ -25,7 +25,7 @@ from streams.domain.engagement import (
     day_date,
     day_index,
     engagement_summary,
-    window_figures,
+    tickets_opened,
 )
 from streams.domain.health import Health, components_of, health_trend, weighted_score
 from streams.domain.thresholds import RuleSet
@@ -51,8 +51,10 @@ class Signal(NamedTuple):
 def _as_of_s(as_of: datetime | date | int) -> tuple[int, int]:
     """(day index, epoch seconds) of as_of; a date or a day index means the end of that UTC day."""
     if isinstance(as_of, datetime):
-        day = day_index(as_of)
-        return day, int(as_of.timestamp())
+        if as_of.tzinfo is None:
+            raise ValueError("datetimes must carry a timezone")  # as day_index says
+        seconds = int(as_of.timestamp())  # once: every rule asks, at every evaluation
+        return seconds // DAY_S, seconds
     day = day_index(as_of)
     return day, (day + 1) * DAY_S - 1
 
@@ -469,7 +471,7 @@ def rule_ticket_spike(
         return None
     day, _ = _as_of_s(as_of)
     last7 = summary.last7.tickets
-    before = window_figures(state.engagement, day - 7 - 7 * r.baseline_weeks + 1, day - 7).tickets
+    before = tickets_opened(state.engagement, day - 7 - 7 * r.baseline_weeks + 1, day - 7)
     weekly = before / r.baseline_weeks
     threshold = max(float(r.open_tickets), r.ratio * weekly)
     active = last7 >= threshold

@@ -18,6 +18,7 @@ from streams.domain.engagement import (
     engagement_summary,
     fingerprint,
     summary_windows,
+    tickets_opened,
     window_figures,
 )
 from tests.unit.domain.factories import at, event, feature, session, state_of
@@ -224,3 +225,16 @@ def test_the_one_pass_summary_windows_equal_five_window_figures_calls(
     expected = tuple(window_figures(eng, first, last) for first, last in (
         (a - 6, a), (a - 13, a - 7), (a - 29, a), (a - 59, a - 30), (a - 89, a)))
     assert summary_windows(eng, a) == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    days=st.dictionaries(st.integers(0, 130), st.lists(st.integers(0, 5), min_size=5, max_size=5), max_size=40),
+    first=st.integers(-10, 140),
+    length=st.integers(1, 60),
+)
+def test_tickets_opened_over_a_window_are_the_tickets_window_figures_counts(
+    days: dict[int, list[int]], first: int, length: int
+) -> None:
+    eng = Engagement(clock_day=130, days=dict(days))
+    assert tickets_opened(eng, first, first + length - 1) == window_figures(eng, first, first + length - 1).tickets
