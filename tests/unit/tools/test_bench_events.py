@@ -6,7 +6,7 @@ from datetime import datetime
 
 import orjson
 
-from streams.tools.bench import generate_events
+from streams.tools.bench import generate_events, replay_sparse
 
 END_S = 1_780_000_000.0  # a fixed end, so the test does not depend on the wall clock
 
@@ -31,3 +31,12 @@ def test_every_account_subscribes_before_its_other_events_and_nothing_is_dated_a
             assert events[0]["type"] == "subscription.started"
             assert all(at_s(e) >= at_s(events[0]) for e in events)
             assert all(END_S - days * 86400 <= at_s(e) <= END_S for e in events)
+
+
+def test_a_sparse_replay_counts_each_account_day_end_it_evaluated_once() -> None:
+    # 40 accounts over 10 days: each account's days from its first event to the last one closed before the
+    # newest event's day (the replay does not tick past it), so at most 10 a account and at least 1.
+    sparse = replay_sparse(seed=3, events=400, accounts=40, days=10)
+    assert sparse["replay_sparse_events"] == 400
+    assert 40 <= sparse["replay_sparse_account_days"] <= 40 * 10
+    assert sparse["replay_sparse_eps"] > 0 and sparse["replay_account_days_per_s"] > 0
