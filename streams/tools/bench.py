@@ -32,6 +32,8 @@ import orjson
 
 from streams import stack
 from streams.compiled import build_mode
+from streams.domain.aggregate import AccountAggregate
+from streams.domain.engagement import DAY_S
 from streams.settings import Settings
 from streams.tools.processes import free_port
 
@@ -598,12 +600,12 @@ def replay_sparse(seed: int = 7, *, events: int = SPARSE_EVENTS, accounts: int =
     }
 
 
-def account_days_evaluated(agg: Any) -> int:
+def account_days_evaluated(agg: AccountAggregate) -> int:
     """Day ends evaluated for an account: from its first event's day through the day its book was evaluated to."""
     first = agg.state.first_seen_day
     if first is None or agg.book is None or not agg.book.as_of_s:
         return 0
-    return max(0, agg.book.as_of_s // 86_400 - first + 1)
+    return max(0, agg.book.as_of_s // DAY_S - first + 1)
 
 
 # --------------------------------------------------------------------------------------------- run
