@@ -26,16 +26,19 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from streams import stack
 from streams.compiled import build_mode
-from streams.domain.aggregate import AccountAggregate
 from streams.domain.engagement import DAY_S
 from streams.settings import Settings
 from streams.tools.processes import free_port
+
+if TYPE_CHECKING:
+    from streams.domain.aggregate import AccountAggregate
+    from streams.replay import ReplayResult
 
 # The bench's own stack ports (overridable with CHURNWATCH_STACK_*), so it never collides with `make demo`.
 DEFAULT_STACK_PORTS = {
@@ -576,6 +579,16 @@ def write_profile_md(folded: Path, out: Path) -> list[tuple[str, float]]:
     return own
 
 
+def replay_events(events: Sequence[tuple[bytes, bytes, bool]], jobs: int = 1) -> ReplayResult:
+    """In-process replay of generated events (`churnwatch replay`'s core, no final tick), under the garbage-collector
+    thresholds `churnwatch replay` and the worker run with (ADR 0013)."""
+    from streams.gc_tuning import GEN0_THRESHOLD, tuned_gc
+    from streams.replay import replay_lines
+
+    with tuned_gc(GEN0_THRESHOLD):
+        return replay_lines([value for _k, value, _b in events], final_tick=False, jobs=jobs)
+
+
 # A sparse history for `replay_sparse`: 1,000 accounts over 60 days, 20,000 events (~0.35 per account-day).
 SPARSE_ACCOUNTS, SPARSE_DAYS, SPARSE_EVENTS = 1_000, 60, 20_000
 
@@ -585,12 +598,7 @@ def replay_sparse(seed: int = 7, *, events: int = SPARSE_EVENTS, accounts: int =
     """In-process replay of a long history with few events per account-day, where closing day ends (every rule
     evaluated at each account's day end) costs more than the events: events/s, and account-days evaluated per
     second. A backfill takes about events / replay_eps + account-days / replay_account_days_per_s."""
-    from streams.gc_tuning import GEN0_THRESHOLD, tuned_gc
-    from streams.replay import replay_lines
-
-    generated = generate_events(events, accounts, seed, days=days)
-    with tuned_gc(GEN0_THRESHOLD):
-        replayed = replay_lines((value for _k, value, _b in generated), final_tick=False)
+    replayed = replay_events(generate_events(events, accounts, seed, days=days))
     account_days = sum(account_days_evaluated(agg) for agg in replayed.states.values())
     return {
         "replay_sparse_eps": replayed.inputs / replayed.seconds,
@@ -781,11 +789,9 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
                     log(f"  {pct:5.1f}%  {name}")
 
         # 8. in-process replay over the same events: throughput and state size per account.
-        from streams.gc_tuning import GEN0_THRESHOLD, tuned_gc
-        from streams.replay import replay_lines, usable_cores
+        from streams.replay import usable_cores
 
-        with tuned_gc(GEN0_THRESHOLD):  # as `churnwatch replay` and the worker run (ADR 0013)
-            replayed = replay_lines((value for _k, value, _b in events), final_tick=False)
+        replayed = replay_events(events)
         result["replay_eps"] = replayed.inputs / replayed.seconds
         sizes = sorted(len(v) for v in replayed.encoded_states().values())
         result["state_bytes_median"] = statistics.median(sizes)
@@ -795,17 +801,15 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
         log(f"replay: {result['replay_eps']:,.0f} events/s; state median {result['state_bytes_median']:.0f} B")
         # The same replay split by account over one process per core (`churnwatch replay --jobs`, ADR 0022).
         jobs = result["replay_jobs"] = max(2, usable_cores())  # `--jobs auto`, at least a split
-        with tuned_gc(GEN0_THRESHOLD):
-            split = replay_lines([value for _k, value, _b in events], final_tick=False, jobs=jobs)
+        split = replay_events(events, jobs=jobs)
         result["replay_split_eps"] = split.inputs / split.seconds
         if split.encoded_states() != replayed.encoded_states():
             raise BenchError(f"replay over {jobs} processes gave other states than one process: a bug (ADR 0022)")
         log(f"replay over {jobs} processes: {result['replay_split_eps']:,.0f} events/s")
         # A long, sparse history: what a backfill of quiet accounts costs. Each account's day ends are evaluated
         # once (ADR 0004) whether or not it had events that day, so there the cost goes with account-days.
-        quick = getattr(args, "quick", False)  # the smoke run: the same figures from a tenth of the history
-        sparse = replay_sparse(seed=args.seed, events=SPARSE_EVENTS // 10 if quick else SPARSE_EVENTS,
-                               accounts=SPARSE_ACCOUNTS // 10 if quick else SPARSE_ACCOUNTS)
+        part = 10 if getattr(args, "quick", False) else 1  # the smoke run: the same figures from a tenth of it
+        sparse = replay_sparse(seed=args.seed, events=SPARSE_EVENTS // part, accounts=SPARSE_ACCOUNTS // part)
         result.update(sparse)
         log(f"replay of {SPARSE_DAYS} sparse days: {sparse['replay_sparse_eps']:,.0f} events/s, "
             f"{sparse['replay_account_days_per_s']:,.0f} account-days/s")

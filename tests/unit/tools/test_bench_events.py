@@ -35,7 +35,7 @@ def test_every_account_subscribes_before_its_other_events_and_nothing_is_dated_a
 
 def test_a_sparse_replay_counts_each_account_day_end_it_evaluated_once() -> None:
     # 40 accounts over 10 days: each account's days from its first event to the last one closed before the
-    # newest event's day (the replay does not tick past it), so at most 10 a account and at least 1.
+    # newest event's day (the replay does not tick past it), so at most 10 per account and at least 1.
     sparse = replay_sparse(seed=3, events=400, accounts=40, days=10)
     assert sparse["replay_sparse_events"] == 400
     assert 40 <= sparse["replay_sparse_account_days"] <= 40 * 10
