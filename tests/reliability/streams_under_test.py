@@ -19,6 +19,7 @@ from streams.settings import Settings
 from streams.tools.produce import produce_lines
 from streams.tools.simulate import generate
 from tests.reliability import verifier
+from tests.support.live_stream import metric_samples
 from tests.support.stack_fixtures import RunEnv
 
 # Worker settings for these tests: quick cohort refresh, and a short group session so a SIGKILLed member is
@@ -206,14 +207,8 @@ def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any]) 
 def gate_counts(base_url: str, summary: dict[str, Any]) -> dict[str, float]:
     """The worker's usage-gate counters (ADR 0009), added to the run summary: how often usage waited for its
     billing partition, and whether a wait limit ever forced it through (it must not, in these checks)."""
-    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    counts = {"usage_waited": 0.0, "usage_wait_forced": 0.0}
-    for line in text.splitlines():
-        if line.startswith("churnwatch_usage_waited_total "):
-            counts["usage_waited"] = float(line.split()[1])
-        elif line.startswith("churnwatch_usage_wait_forced_total "):
-            counts["usage_wait_forced"] = float(line.split()[1])
+    counts = {name: metric_samples(base_url, f"churnwatch_{name}_total").get("", 0.0)
+              for name in ("usage_waited", "usage_wait_forced")}
     for k, v in counts.items():
         summary[k] += int(v)
     assert counts["usage_wait_forced"] == 0, f"usage applied without its billing partition: {counts}"

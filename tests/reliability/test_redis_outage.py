@@ -13,6 +13,7 @@ import redis
 from streams import stack
 from streams.tools.produce import produce_lines
 from tests.integration.test_read_model import events_for
+from tests.support.live_stream import metric_samples
 
 pytestmark = pytest.mark.reliability
 
@@ -31,16 +32,14 @@ def test_the_read_model_converges_to_the_tables_after_a_redis_outage(run_env, wo
     summary["redis_outages"] += 1
     try:
         produce_lines(settings, events_for(accounts, 4, 8))
-        retries: list[str] = []
+        retries = 0.0
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            with urllib.request.urlopen(f"{worker.base_url}/metrics", timeout=5) as resp:
-                metrics_text = resp.read().decode()
-            retries = [ln for ln in metrics_text.splitlines() if ln.startswith("churnwatch_redis_sink_retries_total")]
-            if retries and float(retries[0].split()[-1]) > 0:
+            retries = metric_samples(worker.base_url, "churnwatch_redis_sink_retries_total").get("", 0.0)
+            if retries > 0:
                 break
             time.sleep(0.5)
-        assert retries and float(retries[0].split()[-1]) > 0, "the sink did not notice the outage"
+        assert retries > 0, "the sink did not notice the outage"
     finally:
         stack.start_redis(local_stack)  # never leave the shared test stack without Redis
 
