@@ -103,6 +103,18 @@ def health_publish_quota(pending: int, tick_s: float, interval_s: float) -> int:
     return max(HEALTH_MIN_PER_TICK, math.ceil(2 * pending * tick_s / interval_s))
 
 
+def publishes_health_now(alert_transition: bool, cohort_changed: bool, ever_published: bool) -> bool:
+    """Whether a batch or tick that changed an account publishes its health record at once. Otherwise the record
+    waits in `pending_health` for the health timer, which publishes it once its last publish is
+    publish_interval_s old, at most `health_publish_quota` a tick.
+
+    A changed account whose interval has passed waits for the timer too, however busy it is (ADR 0017, amended
+    2026-12-05): accounts that changed together come due together, and publishing each at its next event (~0.15 ms
+    a record with its send and Redis writes) put ~240-890 health records a second on the batches for ~9 s every
+    interval in the bench's latency phase, a 5,000-account wave the timer's quota was made to spread."""
+    return alert_transition or cohort_changed or not ever_published
+
+
 def cohort_backlog_read(end: int | None, applied: int, committed: int | None) -> bool:
     """Is every cohort input that was in the cohort-inputs topic when this assignment began in the cohort table?
 
@@ -778,9 +790,10 @@ def register(ctx: Context) -> None:
            reach the changelog before they do. Killed before that write, the restarted worker recomputes them
            with the same ids (a raw duplicate that consumers dedupe by record id), never a loss;
         2. the changed states are marked for the next flush (ADR 0010), which writes each to the table once;
-        3. health records: coalesced per account, published at most every publish_interval_s unless the account
-           has a new alert transition or cohort change (or was never published). A killed worker's pending
-           records are re-published by the new owner after the rebalance (mark_ready).
+        3. health records: coalesced per account and published by the health timer, at most every
+           publish_interval_s, unless the account has a new alert transition or cohort change or was never
+           published (`publishes_health_now`). A killed worker's pending records are re-published by the new
+           owner after the rebalance (mark_ready).
         The caller holds `state_lock`, so a tick and a batch never interleave on the table."""
         alerted = set()
         for record in alerts:
@@ -807,10 +820,9 @@ def register(ctx: Context) -> None:
         now = time.monotonic()
         for account_id, agg in states.items():
             cache.changed(account_id.encode(), agg, now)
-        interval = settings.publish_interval_s
         for account_id, agg in states.items():
-            last = last_published.get(account_id)
-            if account_id in alerted or account_id in cohort_changed or last is None or now - last >= interval:
+            if publishes_health_now(account_id in alerted, account_id in cohort_changed,
+                                    account_id in last_published):
                 _emit_health(account_id, agg)
             else:
                 pending_health[account_id] = agg
