@@ -820,7 +820,6 @@ def register(ctx: Context) -> None:
         now = time.monotonic()
         for account_id, agg in states.items():
             cache.changed(account_id.encode(), agg, now)
-        for account_id, agg in states.items():
             if publishes_health_now(account_id in alerted, account_id in cohort_changed,
                                     account_id in last_published):
                 _emit_health(account_id, agg)

@@ -62,4 +62,5 @@ def test_the_read_model_converges_to_the_tables_after_a_redis_outage(run_env, wo
             time.sleep(1)
     assert mismatched == [], f"{len(mismatched)} accounts differ, e.g. {mismatched[:3]}"
     assert r.zcard(f"{prefix}accounts:by_score") == len(accounts)
-    print(f"[read-model] {len(accounts)} accounts equal in Redis and the table after the outage; {retries:.0f} Redis flush retries")
+    print(f"[read-model] {len(accounts)} accounts equal in Redis and the table after the outage; "
+          f"{retries:.0f} Redis flush retries")
