@@ -115,6 +115,16 @@ def publishes_health_now(alert_transition: bool, cohort_changed: bool, ever_publ
     return alert_transition or cohort_changed or not ever_published
 
 
+def forget_unowned(last_published: dict[str, float], owns: Callable[[str], bool]) -> int:
+    """Drop the last-publish times of accounts this worker no longer owns (rebalances moved them away); returns how
+    many went. Only theirs: an owned account without a time counts as never published (`publishes_health_now`),
+    so forgetting every account, as this once did, had the next batches publish all owned accounts at once."""
+    gone = [account_id for account_id in last_published if not owns(account_id)]
+    for account_id in gone:
+        del last_published[account_id]
+    return len(gone)
+
+
 def cohort_backlog_read(end: int | None, applied: int, committed: int | None) -> bool:
     """Is every cohort input that was in the cohort-inputs topic when this assignment began in the cohort table?
 
@@ -869,8 +879,8 @@ def register(ctx: Context) -> None:
                 loaded = cache.get(key, _decode_from_table)
                 if loaded is not None:
                     _emit_health(key.decode(), loaded)
-        if len(last_published) > 2 * max(len(table), 1) + 10_000:
-            last_published.clear()  # bound memory after rebalances moved accounts away
+            if len(last_published) > 2 * max(len(table), 1) + 10_000:  # bound memory after rebalances
+                forget_unowned(last_published, lambda account_id: partition_of(account_id.encode()) in owned)
 
     # Often enough that a flush is at most this late after state_flush_interval_s (monotonic seconds). A paced flush
     # runs longer than this (ADR 0020): `every`, not `app.timer`, so that is not logged as a warning.
