@@ -262,10 +262,7 @@ def assert_equal_to_replay(base_url: str, expected: Expected, timeout_s: float, 
         live = fetch(f"{base_url}/portfolio/company") or []
         rows = [(e.get("month"), e.get("segment"), {k: (row.get(k), v) for k, v in e.items() if row.get(k) != v})
                 for row, e in zip(live, expected.company, strict=False) if row != e]
-        import urllib.request
-
-        with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
-            lag = [ln for ln in resp.read().decode().splitlines() if ln.startswith("churnwatch_consumer_lag")]
+        lag = metric_samples(base_url, "churnwatch_consumer_lag_messages")
         raise AssertionError(f"/portfolio/company differs from the replay's portfolio.months_json(): "
                              f"{len(live)} vs {len(expected.company)} rows; (live, replay): {str(rows[:2])[:1500]}; "
                              f"live months {[r.get('month') for r in live]}, replay months "

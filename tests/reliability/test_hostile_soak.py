@@ -5,7 +5,6 @@ from the input topics and checks each is accounted for: processed, duplicate or 
 from __future__ import annotations
 
 import random
-import re
 import time
 from collections import Counter
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from tests.reliability import verifier
 from tests.reliability.streams_under_test import WORKER_ENV, make_stream
 from tests.support.kafka_io import produce_raw
+from tests.support.live_stream import metric_totals_by
 from tests.support.stack_fixtures import RunEnv, start_worker
 
 pytestmark = pytest.mark.reliability
@@ -77,14 +77,12 @@ def _type_of(raw: bytes) -> str | None:
     return typed if isinstance(typed, str) else None
 
 
-def metric_totals(text: str) -> Counter[str]:
-    out: Counter[str] = Counter()
-    for line in text.splitlines():
-        m = re.match(r'churnwatch_events_total\{(.*)\} ([0-9.e+]+)$', line)
-        if m:
-            labels = dict(re.findall(r'(\w+)="([^"]*)"', m.group(1)))
-            out[labels.get("outcome", "?")] += int(float(m.group(2)))
-    return out
+def outcome_totals(base_url: str) -> Counter[str]:
+    """The worker's churnwatch_events_total by outcome; empty while its /metrics does not answer."""
+    try:
+        return metric_totals_by(base_url, "churnwatch_events_total", "outcome")
+    except OSError:
+        return Counter()
 
 
 def test_every_hostile_input_is_processed_duplicate_or_dead_lettered(run_env: RunEnv, soak: bool,
@@ -133,14 +131,14 @@ def test_every_hostile_input_is_processed_duplicate_or_dead_lettered(run_env: Ru
         letters: list[verifier.Rec] = []
         while time.monotonic() < deadline:
             letters = verifier.read_all(settings.kafka_bootstrap, dl_topic)
-            seen = metric_totals(fetch_text(f"{w.base_url}/metrics"))
+            seen = outcome_totals(w.base_url)
             if len(letters) >= want["dead"] and seen["processed"] + seen["duplicate"] >= \
                     want["processed"] + want["duplicate"]:
                 break
             time.sleep(1)
         time.sleep(2)  # anything late (extra dead letters, double counting) shows up now
         letters = verifier.read_all(settings.kafka_bootstrap, dl_topic)
-        seen = metric_totals(fetch_text(f"{w.base_url}/metrics"))
+        seen = outcome_totals(w.base_url)
         acc = verifier.account_for(inputs, letters)
     finally:
         w.stop()
@@ -158,13 +156,3 @@ def test_every_hostile_input_is_processed_duplicate_or_dead_lettered(run_env: Ru
     assert seen["processed"] == want["processed"] and seen["duplicate"] == want["duplicate"], (seen, want)
     assert seen["dead_lettered"] == want["dead"], (seen, want)
     assert want["processed"] + want["duplicate"] + want["dead"] == len(records)
-
-
-def fetch_text(url: str) -> str:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return str(resp.read().decode())
-    except OSError:
-        return ""

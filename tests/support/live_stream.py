@@ -4,32 +4,43 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from collections import Counter
 from typing import Any
 
 import orjson
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.settings import Settings
 from streams.tools.produce import _route, make_producer
 from tests.support.kafka_io import read_topic
 
 
+def metric_series(base_url: str, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample named `name` on a worker's /metrics (a counter's with its `_total`), with its labels, read by
+    prometheus_client's own exposition parser."""
+    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
+        text = resp.read().decode()
+    return [(dict(sample.labels), sample.value) for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == name]
+
+
 def metric_samples(base_url: str, name: str) -> dict[str, float]:
     """One series' samples on a worker's /metrics, by label set as written there (`partition="0"`; "" without
     labels)."""
-    with urllib.request.urlopen(f"{base_url}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out = {}
-    for line in text.splitlines():
-        if line.startswith((name + "{", name + " ")):
-            series, value = line.rsplit(" ", 1)
-            out[series[len(name):].strip("{}")] = float(value)
+    return {",".join(f'{k}="{v}"' for k, v in labels.items()): value for labels, value in metric_series(base_url, name)}
+
+
+def metric_totals_by(base_url: str, name: str, label: str) -> Counter[str]:
+    """One series' samples summed by the value of one of its labels ("?" for samples without it)."""
+    out: Counter[str] = Counter()
+    for labels, value in metric_series(base_url, name):
+        out[labels.get(label, "?")] += int(value)
     return out
 
 
 def processed_count(base_url: str) -> float:
     """The worker's `processed` events so far (its /metrics counter, every topic and type)."""
-    return sum(n for labels, n in metric_samples(base_url, "churnwatch_events_total").items()
-               if 'outcome="processed"' in labels)
+    return metric_totals_by(base_url, "churnwatch_events_total", "outcome")["processed"]
 
 
 def stream_day_by_day(settings: Settings, base_url: str, events: list[dict[str, Any]],
