@@ -451,8 +451,13 @@ def status(cfg: StackConfig) -> dict[str, str]:
     return out
 
 
+def kafka_pid(cfg: StackConfig) -> int | None:
+    """The pid of the broker this stack started, if it is running."""
+    return _our_pid(cfg.run_dir / "kafka.pid", "kafka.Kafka")
+
+
 def reset_data(cfg: StackConfig) -> None:
     """Remove the broker's data (only when it is stopped)."""
-    if _our_pid(cfg.run_dir / "kafka.pid", "kafka.Kafka") is not None:
+    if kafka_pid(cfg) is not None:
         raise StackError("stop the stack before wiping its data")
     shutil.rmtree(cfg.run_dir / "kafka-data", ignore_errors=True)

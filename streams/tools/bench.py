@@ -405,10 +405,24 @@ class Latencies:
     alerts: list[float]  # produce of a failed payment -> its payment_failed alert record, seconds
     alerts_unmatched: int
     sent: int
+    alert_sent: list[float] = field(default_factory=list)  # wall time each matched alert probe was produced
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds a process (all its threads) has used so far, from Linux's /proc; None where that
+    cannot be read (no such process, another OS)."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, clock ticks
 
 
 async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float, duration_s: float,
-                   run_id: str, probe_every: int = 10, warmup_s: float = 0.0) -> Latencies:
+                   run_id: str, probe_every: int = 10, warmup_s: float = 0.0,
+                   on_window: Callable[[], None] | None = None) -> Latencies:
     """Produce live usage at `rate`/s against the caught-up worker, with two kinds of probes among it, after
     `warmup_s` of the same live usage without probes.
 
@@ -422,7 +436,9 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
       `duration_s` after the warm-up, part of the fixed rate): a `payment.failed`
       (attempt 1, which opens a `payment_failed` alert) followed at once by a `session.started` of the same
       account 1 ms later in event time (an active customer, so the billing event is not held for its usage to
-      catch up, ADR 0006); produce wall time of the payment -> arrival of the account's alert record."""
+      catch up, ADR 0006); produce wall time of the payment -> arrival of the account's alert record.
+
+    `on_window`, when given, is called as the probes start and again as the production stops."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     health, usage = s.topic(s.health_topic), s.topic(s.usage_topic)
@@ -451,6 +467,7 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
                         sent_at = alert_pending.pop(account, None)
                         if sent_at is not None:
                             out.alerts.append(now - sent_at)
+                            out.alert_sent.append(sent_at)
                         continue
                     sent_at = pending.pop(account, None)
                     if sent_at is not None:
@@ -470,10 +487,15 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
         # far past the fixed rate's background and sampled neither a flush nor a tick.
         alert_interval_s = duration_s / max(1, len(alert_probes))
         next_alert_s = warmup_s
+        window_open = False
         started = time.monotonic()
         while (elapsed := time.monotonic() - started) < warmup_s + duration_s:
             due = int(rate * elapsed) - sent
             probing = elapsed >= warmup_s
+            if probing and not window_open:
+                window_open = True
+                if on_window is not None:
+                    on_window()
             for _ in range(due):
                 if probing and elapsed >= next_alert_s and alert_probes:
                     next_alert_s += alert_interval_s
@@ -494,6 +516,8 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
                 await producer.send(usage, key=account.encode(), value=live_event(account, sent, run_id))
                 sent += 1
             await asyncio.sleep(0.005)
+        if on_window is not None:
+            on_window()
         await producer.flush()
         stop.set()
         try:
@@ -505,6 +529,60 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
     finally:
         await producer.stop()
         await consumer.stop()
+
+
+def measure_latency(bootstrap: str, s: Settings, accounts: list[str], rate: float, duration_s: float, run_id: str,
+                    warmup_s: float, pids: dict[str, int | None]) -> dict[str, Any]:
+    """The latency phase's result keys (see `_latency`), with the CPU each process in `pids` used over the measured
+    window, in cores (None where it cannot be read), and the worst alert probe of each second of that window, ms:
+    where a tail sits, and whether the worker, the load generator or the broker had the machine's cores then."""
+    marks: list[tuple[float, dict[str, float | None]]] = []
+
+    def mark() -> None:
+        marks.append((time.monotonic(), {name: cpu_seconds(pid) for name, pid in pids.items()}))
+
+    lat = asyncio.run(_latency(bootstrap, s, accounts, rate, duration_s, run_id, warmup_s=warmup_s, on_window=mark))
+    if not lat.alerts or not lat.health:
+        raise BenchError(f"latency probes did not come back ({len(lat.alerts)} alerts on "
+                         f"{s.topic(s.alerts_topic)}, {len(lat.health)} health records, {lat.sent} sent)")
+    out: dict[str, Any] = {
+        "latency_rate_eps": rate,
+        "latency_warmup_s": warmup_s,
+        "latency_samples": len(lat.alerts),
+        "latency_unmatched": lat.alerts_unmatched,
+        "latency_p50_ms": 1000 * statistics.median(lat.alerts),
+        "latency_p90_ms": 1000 * _pct(lat.alerts, 0.90),
+        "latency_p99_ms": 1000 * _pct(lat.alerts, 0.99),
+        "latency_max_ms": 1000 * max(lat.alerts),
+        "health_latency_samples": len(lat.health),
+        "health_latency_unmatched": lat.health_unmatched,
+        "health_latency_p50_ms": 1000 * statistics.median(lat.health),
+        "health_latency_p99_ms": 1000 * _pct(lat.health, 0.99),
+        "health_latency_max_ms": 1000 * max(lat.health),
+    }
+    if len(marks) == 2:
+        (t0, before), (t1, after) = marks
+        for name in pids:
+            b, a = before[name], after[name]
+            out[f"latency_cpu_{name}_cores"] = (a - b) / (t1 - t0) if a is not None and b is not None else None
+    first = min(lat.alert_sent)
+    worst: dict[int, float] = {}
+    for sent_at, seconds in zip(lat.alert_sent, lat.alerts, strict=True):
+        second = int(sent_at - first)
+        worst[second] = max(worst.get(second, 0.0), seconds)
+    out["latency_worst_ms_by_second"] = [round(1000 * worst.get(i, 0.0)) for i in range(max(worst) + 1)]
+    return out
+
+
+def latency_line(result: dict[str, Any]) -> str:
+    """The latency phase in one log line."""
+    cores = ", ".join(f"{name} {result[f'latency_cpu_{name}_cores']:.2f}" for name in ("worker", "bench", "broker")
+                      if result.get(f"latency_cpu_{name}_cores") is not None)
+    return (f"event -> alert at {result['latency_rate_eps']:,.0f}/s ({result['latency_samples']} probes): "
+            f"p50 {result['latency_p50_ms']:.0f} ms, p90 {result['latency_p90_ms']:.0f} ms, "
+            f"p99 {result['latency_p99_ms']:.0f} ms, max {result['latency_max_ms']:.0f} ms; event -> health record "
+            f"({result['health_latency_samples']} probes): p50 {result['health_latency_p50_ms']:.0f} ms, "
+            f"p99 {result['health_latency_p99_ms']:.0f} ms; CPU cores in the window: {cores or 'not measured'}")
 
 
 def _pct(values: Sequence[float], q: float) -> float:
@@ -653,6 +731,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
                 timeout_s=args.timeout)
     run_id = f"bench-{uuid.uuid4().hex[:8]}"
     started_stack: stack.StackConfig | None = None
+    broker_pid: int | None = None  # a broker of the local stack: its CPU in the latency phase
     if args.bootstrap:
         bootstrap, redis_url = args.bootstrap, args.redis_url or "redis://127.0.0.1:6379/0"
     else:
@@ -662,12 +741,13 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
             stack.up(cfg)
             started_stack = None if args.keep_stack else cfg
         bootstrap, redis_url = cfg.bootstrap, args.redis_url or cfg.redis_url
+        broker_pid = stack.kafka_pid(cfg)
     work = Path(tempfile.mkdtemp(prefix=f"churnwatch-{run_id}-"))
     workers = Workers(bootstrap, redis_url, work, run_id)
     days = getattr(args, "days", 2)
     result: dict[str, Any] = {"events": plan.events, "accounts": plan.accounts, "days": days,
                               "events_per_account_day": round(plan.events / plan.accounts / days, 1),
-                              "machine": machine_facts()}
+                              "machine": machine_facts(), "run_id": run_id}
     ok = False
     try:
         log(f"run {run_id}: {plan.events} events, {plan.accounts} accounts, kafka {bootstrap}, work dir {work}")
@@ -681,71 +761,61 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
         rate = load_topics(bootstrap, sa, events)
         log(f"loaded topic A at {rate:,.0f} events/s")
         topics_a = [sa.topic(sa.billing_topic), sa.topic(sa.usage_topic)]
-        result["ceiling_eps"] = asyncio.run(_ceiling(bootstrap, topics_a, total, plan.timeout_s))
-        log(f"ceiling (aiokafka + orjson.loads): {result['ceiling_eps']:,.0f} events/s")
-        for mode, key, what in (("stream", "faust_floor", "do-nothing take_events agent"),
-                                ("batch", "input_floor", "do-nothing agent on the worker's batch input")):
-            try:
-                floor = faust_floor(bootstrap, topics_a, total, f"{run_id}-{key}", work, plan.timeout_s, mode)
-                result[f"{key}_eps"] = floor["eps"]
-                result[f"{key}_cpu_us_per_event"] = floor["cpu_us_per_event"]
-                log(f"{key} ({what}): {floor['eps']:,.0f} events/s, {floor['cpu_us_per_event']:.0f} CPU-us per event")
-            except BenchError as exc:
-                result[f"{key}_eps"] = None
-                result[f"{key}_error"] = str(exc)[:400]
-                log(f"{key} FAILED: {result[f'{key}_error']}")
+        only = getattr(args, "latency_only", False)  # --latency-only: phases 3 and 4 alone
+        if not only:
+            result["ceiling_eps"] = asyncio.run(_ceiling(bootstrap, topics_a, total, plan.timeout_s))
+            log(f"ceiling (aiokafka + orjson.loads): {result['ceiling_eps']:,.0f} events/s")
+            for mode, key, what in (("stream", "faust_floor", "do-nothing take_events agent"),
+                                    ("batch", "input_floor", "do-nothing agent on the worker's batch input")):
+                try:
+                    floor = faust_floor(bootstrap, topics_a, total, f"{run_id}-{key}", work, plan.timeout_s, mode)
+                    result[f"{key}_eps"] = floor["eps"]
+                    result[f"{key}_cpu_us_per_event"] = floor["cpu_us_per_event"]
+                    log(f"{key} ({what}): {floor['eps']:,.0f} events/s, {floor['cpu_us_per_event']:.0f} CPU-us per event")
+                except BenchError as exc:
+                    result[f"{key}_eps"] = None
+                    result[f"{key}_error"] = str(exc)[:400]
+                    log(f"{key} FAILED: {result[f'{key}_error']}")
 
-        # 2. worker with RocksDB tables.
-        w = workers.start("rocksdb", prefix=sa.topic_prefix, app_id=f"{run_id}-rocks", store="rocksdb://")
-        try:
-            workers.wait_ready(w)
-            result["worker_rocksdb_eps"] = measure_consumption([w], total, plan.timeout_s)
-            log(f"worker (rocksdb://): {result['worker_rocksdb_eps']:,.0f} events/s")
-        except BenchError as exc:
-            # Reported, not fatal: the other numbers are still worth having.
-            result["worker_rocksdb_eps"] = None
-            result["worker_rocksdb_error"] = str(exc).splitlines()[0][:400]
-            log(f"worker (rocksdb://) FAILED: {result['worker_rocksdb_error']}")
-        workers.stop(w)
+            # 2. worker with RocksDB tables.
+            w = workers.start("rocksdb", prefix=sa.topic_prefix, app_id=f"{run_id}-rocks", store="rocksdb://")
+            try:
+                workers.wait_ready(w)
+                result["worker_rocksdb_eps"] = measure_consumption([w], total, plan.timeout_s)
+                log(f"worker (rocksdb://): {result['worker_rocksdb_eps']:,.0f} events/s")
+            except BenchError as exc:
+                # Reported, not fatal: the other numbers are still worth having.
+                result["worker_rocksdb_eps"] = None
+                result["worker_rocksdb_error"] = str(exc).splitlines()[0][:400]
+                log(f"worker (rocksdb://) FAILED: {result['worker_rocksdb_error']}")
+            workers.stop(w)
 
         # 3. worker with in-memory tables (the headline), profiled afterwards in its own run when asked.
         app_mem = f"{run_id}-mem"
         w = workers.start("memory", prefix=sa.topic_prefix, app_id=app_mem)
         result["startup_s"] = workers.wait_ready(w)
         result["worker_eps"] = measure_consumption([w], total, plan.timeout_s)
-        result["ratio_to_ceiling"] = result["worker_eps"] / result["ceiling_eps"] if result["ceiling_eps"] else 0.0
+        if not only:
+            result["ratio_to_ceiling"] = result["worker_eps"] / result["ceiling_eps"] if result["ceiling_eps"] else 0.0
         for key in ("faust_floor", "input_floor"):
             if result.get(f"{key}_eps"):
                 result[f"ratio_to_{key}"] = result["worker_eps"] / result[f"{key}_eps"]
-        log(f"worker (memory://): {result['worker_eps']:,.0f} events/s = {result['ratio_to_ceiling']:.2f} x ceiling")
+        log(f"worker (memory://): {result['worker_eps']:,.0f} events/s"
+            + (f" = {result['ratio_to_ceiling']:.2f} x ceiling" if "ratio_to_ceiling" in result else ""))
 
-        # 4. latency at 70% of worker_eps, against the same (caught-up) worker.
-        live_rate = max(10.0, 0.7 * result["worker_eps"])
+        # 4. latency at 70% of worker_eps (--load), against the same (caught-up) worker.
+        live_rate = max(10.0, getattr(args, "load", 0.7) * result["worker_eps"])
         accounts = [f"acct-{i:06d}" for i in range(plan.accounts)]
         # The full warm-up whatever --latency-seconds is (until 2026-12-04 it was capped at it, so the default run
         # warmed up 20 s and the first 30-s tick's scan of every account could fall into the measured window).
         warmup_s = QUICK_LATENCY_WARMUP_S if getattr(args, "quick", False) else LATENCY_WARMUP_S
-        lat = asyncio.run(_latency(bootstrap, sa, accounts, live_rate, plan.latency_s, run_id, warmup_s=warmup_s))
-        if not lat.alerts or not lat.health:
-            raise BenchError(f"latency probes did not come back ({len(lat.alerts)} alerts on "
-                             f"{sa.topic(sa.alerts_topic)}, {len(lat.health)} health records, {lat.sent} sent)")
-        result["latency_rate_eps"] = live_rate
-        result["latency_warmup_s"] = warmup_s
-        result["latency_samples"] = len(lat.alerts)
-        result["latency_unmatched"] = lat.alerts_unmatched
-        result["latency_p50_ms"] = 1000 * statistics.median(lat.alerts)
-        result["latency_p99_ms"] = 1000 * _pct(lat.alerts, 0.99)
-        result["latency_max_ms"] = 1000 * max(lat.alerts)
-        result["health_latency_samples"] = len(lat.health)
-        result["health_latency_unmatched"] = lat.health_unmatched
-        result["health_latency_p50_ms"] = 1000 * statistics.median(lat.health)
-        result["health_latency_p99_ms"] = 1000 * _pct(lat.health, 0.99)
-        result["health_latency_max_ms"] = 1000 * max(lat.health)
-        log(f"event -> alert at {live_rate:,.0f}/s ({len(lat.alerts)} probes): p50 {result['latency_p50_ms']:.0f} ms, "
-            f"p99 {result['latency_p99_ms']:.0f} ms, max {result['latency_max_ms']:.0f} ms; event -> health record "
-            f"({len(lat.health)} probes): p50 {result['health_latency_p50_ms']:.0f} ms, "
-            f"p99 {result['health_latency_p99_ms']:.0f} ms")
+        result.update(measure_latency(bootstrap, sa, accounts, live_rate, plan.latency_s, run_id, warmup_s,
+                                      {"worker": w.proc.pid, "bench": os.getpid(), "broker": broker_pid}))
+        log(latency_line(result))
         workers.stop(w)
+        if only:
+            ok = True
+            return result
 
         # 5. recovery: a fresh worker (empty data dir, same app id) restores the table from the changelog.
         w = workers.start("recovery", prefix=sa.topic_prefix, app_id=app_mem)
@@ -825,7 +895,6 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
             shutil.rmtree(work, ignore_errors=True)
         else:
             log(f"worker logs kept in {work}")
-    result["run_id"] = run_id
     return result
 
 
@@ -907,6 +976,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-stack", action="store_true", help="leave a stack the bench started running")
     p.add_argument("--keep-topics", action="store_true", help="do not delete the run's topics at the end")
     p.add_argument("--timeout", type=float, default=600.0, help="max seconds per phase")
+    p.add_argument("--latency-only", action="store_true",
+                   help="only the worker's catch-up and the latency phase, with the CPU of the worker, the bench "
+                        "and the broker in it; prints the result and writes nothing (an A/B of a setting: run it "
+                        "with and without the CHURNWATCH_* variable, alternating)")
+    p.add_argument("--load", type=float, default=0.7,
+                   help="the latency phase's rate as a share of the worker's measured catch-up (default 0.7)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -918,12 +993,20 @@ def run(args: argparse.Namespace) -> int:
         print("churnwatch bench: need --events >= 8 x --accounts (>= 100 events, >= 10 accounts)",
               file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
+    if not 0 < args.load <= 1:
+        print(f"churnwatch bench: --load must be above 0 and at most 1 (a share of the catch-up rate), not {args.load}",
+              file=sys.stderr)
+        return 2
+    if not args.latency_only:
+        args.out.mkdir(parents=True, exist_ok=True)
     try:
         result = run_bench(args)
     except (BenchError, stack.StackError) as exc:
         print(f"churnwatch bench: {exc}", file=sys.stderr)
         return 1
+    if args.latency_only:
+        print(orjson.dumps(result, option=orjson.OPT_SORT_KEYS).decode())
+        return 0
     command = "churnwatch bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else "churnwatch bench"
     result["command"] = command
     (args.out / "latest.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))

@@ -26,19 +26,31 @@ POSITIVE = (
 )
 
 
-def test_quick_bench_writes_a_well_formed_result(local_stack: stack.StackConfig, tmp_path: Path) -> None:
-    out = tmp_path / "bench"
+def run_bench(local_stack: stack.StackConfig, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "CHURNWATCH_STACK_KAFKA_PORT": str(local_stack.kafka_port),
         "CHURNWATCH_STACK_CONTROLLER_PORT": str(local_stack.controller_port),
         "CHURNWATCH_STACK_REDIS_PORT": str(local_stack.redis_port),
     }
-    proc = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "bench", "--quick", "--out", str(out),
+    return subprocess.run(
+        [sys.executable, "-m", "streams.cli", "bench", "--quick", *args,
          "--bootstrap", local_stack.bootstrap, "--redis-url", local_stack.redis_url],
         capture_output=True, text=True, env=env, timeout=900,
     )
+
+
+def assert_latency_window_measured(result: dict[str, object]) -> None:
+    cores = result["latency_cpu_worker_cores"]
+    assert isinstance(cores, float) and cores > 0, cores
+    worst = result["latency_worst_ms_by_second"]
+    assert isinstance(worst, list) and worst, worst
+    assert max(worst) == round(float(result["latency_max_ms"])), (worst, result["latency_max_ms"])  # type: ignore[arg-type]
+
+
+def test_quick_bench_writes_a_well_formed_result(local_stack: stack.StackConfig, tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    proc = run_bench(local_stack, "--out", str(out))
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     result = json.loads((out / "latest.json").read_text())
     assert not [k for k in REQUIRED_KEYS if k not in result]
@@ -53,3 +65,24 @@ def test_quick_bench_writes_a_well_formed_result(local_stack: stack.StackConfig,
     assert machine["cores"] >= 1 and machine["kafka"] == stack.KAFKA_VERSION and machine["python"]
     md = (out / "latest.md").read_text()
     assert "worker_eps" in md and "Kafka" in md
+    assert_latency_window_measured(result)
+
+
+def test_the_latency_only_bench_prints_its_result_and_writes_no_file(local_stack: stack.StackConfig,
+                                                                      tmp_path: Path) -> None:
+    out = tmp_path / "bench"
+    proc = run_bench(local_stack, "--latency-only", "--load", "0.5", "--out", str(out))
+    assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["worker_eps"] > 0 and "ceiling_eps" not in result and "replay_eps" not in result
+    assert result["latency_rate_eps"] == max(10.0, 0.5 * result["worker_eps"])
+    assert result["latency_p50_ms"] <= result["latency_p99_ms"] <= result["latency_max_ms"]
+    assert_latency_window_measured(result)
+    assert not out.exists()  # latest.json keeps the last full run
+
+
+def test_a_load_share_above_one_is_refused_in_one_line(local_stack: stack.StackConfig) -> None:
+    proc = run_bench(local_stack, "--latency-only", "--load", "1.5")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("churnwatch bench: --load must be above 0 and at most 1 (a share of the catch-up "
+                                   "rate), not 1.5")
