@@ -984,8 +984,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="only the worker's catch-up and the latency phase, with the CPU of the worker, the bench "
                         "and the broker in it; prints the result and writes nothing (an A/B of a setting: run it "
                         "with and without the CHURNWATCH_* variable, alternating)")
-    p.add_argument("--load", type=float, default=0.7,
-                   help="the latency phase's rate as a share of the worker's measured catch-up (default 0.7)")
+    p.add_argument("--load", type=float, default=None,
+                   help="with --latency-only: the latency phase's rate as a share of the worker's measured catch-up "
+                        "(default 0.7, what the full bench always uses)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -997,6 +998,12 @@ def run(args: argparse.Namespace) -> int:
         print("churnwatch bench: need --events >= 8 x --accounts (>= 100 events, >= 10 accounts)",
               file=sys.stderr)
         return 2
+    if args.load is not None and not args.latency_only:
+        print("churnwatch bench: --load goes with --latency-only; the full bench measures latency at 0.7 of the "
+              "catch-up", file=sys.stderr)
+        return 2
+    if args.load is None:
+        args.load = 0.7
     if not 0 < args.load <= 1:
         print(f"churnwatch bench: --load must be above 0 and at most 1 (a share of the catch-up rate), not {args.load}",
               file=sys.stderr)
