@@ -57,6 +57,7 @@ WARMUP_SHARE = 0.10  # throughput ignores the first 10% of the topic (joins, reb
 LATENCY_WARMUP_S = 35.0
 QUICK_LATENCY_WARMUP_S = 3.0  # --quick: a smoke run, the number is not meant to be read
 PARTITIONS = 4
+LATENCY_LOAD = 0.7  # the latency phase's rate as a share of worker_eps (issue 9: 70 %); --latency-only may set another
 
 
 class BenchError(RuntimeError):
@@ -804,7 +805,7 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
             + (f" = {result['ratio_to_ceiling']:.2f} x ceiling" if "ratio_to_ceiling" in result else ""))
 
         # 4. latency at 70% of worker_eps (--load), against the same (caught-up) worker.
-        live_rate = max(10.0, getattr(args, "load", 0.7) * result["worker_eps"])
+        live_rate = max(10.0, (getattr(args, "load", None) or LATENCY_LOAD) * result["worker_eps"])
         accounts = [f"acct-{i:06d}" for i in range(plan.accounts)]
         # The full warm-up whatever --latency-seconds is (until 2026-12-04 it was capped at it, so the default run
         # warmed up 20 s and the first 30-s tick's scan of every account could fall into the measured window).
@@ -1003,7 +1004,7 @@ def run(args: argparse.Namespace) -> int:
               "catch-up", file=sys.stderr)
         return 2
     if args.load is None:
-        args.load = 0.7
+        args.load = LATENCY_LOAD
     if not 0 < args.load <= 1:
         print(f"churnwatch bench: --load must be above 0 and at most 1 (a share of the catch-up rate), not {args.load}",
               file=sys.stderr)
