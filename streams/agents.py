@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import heapq
 import logging
 import math
 import os
@@ -30,6 +29,7 @@ from streams.domain.aggregate import (
     tick,
 )
 from streams.domain.portfolio import compute_portfolio, portfolio_alert_records
+from streams.health_schedule import HealthSchedule
 from streams.ingest.decode import IngestConfig, TopicKind, decode_for_topic
 from streams.ingest.outcome import Skipped
 from streams.offset_order import InputOrder, Verdict
@@ -105,7 +105,7 @@ def health_publish_quota(pending: int, tick_s: float, interval_s: float) -> int:
 
 def publishes_health_now(alert_transition: bool, cohort_changed: bool, ever_published: bool) -> bool:
     """Whether a batch or tick that changed an account publishes its health record at once. Otherwise the record
-    waits in `pending_health` for the health timer, which publishes it once its last publish is
+    waits in the health schedule (`streams/health_schedule.py`) for the health timer, which publishes it once its last publish is
     publish_interval_s old, at most `health_publish_quota` a tick.
 
     A changed account whose interval has passed waits for the timer too, however busy it is (ADR 0017, amended
@@ -113,16 +113,6 @@ def publishes_health_now(alert_transition: bool, cohort_changed: bool, ever_publ
     a record with its send and Redis writes) put ~240-890 health records a second on the batches for ~9 s every
     interval in the bench's latency phase, a 5,000-account wave the timer's quota was made to spread."""
     return alert_transition or cohort_changed or not ever_published
-
-
-def forget_unowned(last_published: dict[str, float], owns: Callable[[str], bool]) -> int:
-    """Drop the last-publish times of accounts this worker no longer owns (rebalances moved them away); returns how
-    many went. Only theirs: an owned account without a time counts as never published (`publishes_health_now`),
-    so forgetting every account, as this once did, had the next batches publish all owned accounts at once."""
-    gone = [account_id for account_id in last_published if not owns(account_id)]
-    for account_id in gone:
-        del last_published[account_id]
-    return len(gone)
 
 
 def cohort_backlog_read(end: int | None, applied: int, committed: int | None) -> bool:
@@ -308,7 +298,7 @@ def register(ctx: Context) -> None:
     def _drop_cache() -> None:
         """A rebalance completed: values and pending health records of the previous assignment go."""
         dropped = cache.discard()
-        pending_health.clear()  # objects of the discarded cache; mark_ready re-publishes every owned account
+        health_schedule.clear_pending()  # objects of the discarded cache; mark_ready re-publishes every owned account
         if dropped:
             metrics.state_cache_dropped.inc(dropped)
             log.info("state cache: rebalanced; %d unwritten account states dropped, their records are read again "
@@ -737,8 +727,7 @@ def register(ctx: Context) -> None:
         return mark
 
     # Accounts whose health record changed but was not urgent: published together every publish_interval_s.
-    pending_health: dict[str, AccountAggregate] = {}
-    last_published: dict[str, float] = {}
+    health_schedule: HealthSchedule[AccountAggregate] = HealthSchedule()
 
     def _emit_health(account_id: str, agg: AccountAggregate) -> None:
         key = account_id.encode()
@@ -748,8 +737,7 @@ def register(ctx: Context) -> None:
         if sink is not None:
             sink.put(f"{key_prefix}account:{account_id}", body)
             sink.put_score(f"{key_prefix}accounts:by_score", account_id, float(health["score"]))
-        last_published[account_id] = time.monotonic()
-        pending_health.pop(account_id, None)
+        health_schedule.published(account_id, time.monotonic())
 
     # ADR 0015: outputs sent by batches and ticks (alerts, dead letters, cohort inputs) whose delivery the next flush
     # step awaits before it writes any account state: a state that records them as done never reaches the
@@ -831,10 +819,10 @@ def register(ctx: Context) -> None:
         for account_id, agg in states.items():
             cache.changed(account_id.encode(), agg, now)
             if publishes_health_now(account_id in alerted, account_id in cohort_changed,
-                                    account_id in last_published):
+                                    health_schedule.ever_published(account_id)):
                 _emit_health(account_id, agg)
             else:
-                pending_health[account_id] = agg
+                health_schedule.defer(account_id, agg)
         return True
 
     # Keys of owned accounts still to re-publish after a rebalance or restart (see mark_ready).
@@ -851,19 +839,19 @@ def register(ctx: Context) -> None:
         (ADR 0015); at most `health_publish_quota` records a tick, longest-waiting first (ADR 0017)."""
         now = time.monotonic()
         interval = settings.publish_interval_s
-        due = [a for a in pending_health if now - last_published.get(a, 0.0) >= interval]
-        quota = health_publish_quota(len(pending_health), publish_tick_s, interval)
-        if len(due) > quota:  # the longest-waiting first; the rest wait for the next tick
-            due = heapq.nsmallest(quota, due, key=lambda a: last_published.get(a, 0.0))
-        steps = Steps(due, settings.state_flush_step_s)
+        quota = health_publish_quota(len(health_schedule), publish_tick_s, interval)
+        # The longest-waiting first, at most the quota; the rest wait for the next tick.
+        steps = Steps(health_schedule.take_due(now, interval, quota), settings.state_flush_step_s)
         while steps.left:
             async with state_lock:
                 if not _settled():
-                    return  # pending values may be of the previous assignment; re-publishing resumes after it
+                    # Pending values may be of the previous assignment; re-publishing resumes after it.
+                    health_schedule.put_back(steps.items[steps.done:])
+                    return
                 for account_id in steps.step():
-                    agg = pending_health.get(account_id)
+                    agg = health_schedule.pending.get(account_id)
                     # Gone, or pending again after a batch published it meanwhile: not due (yet).
-                    if agg is not None and now - last_published.get(account_id, 0.0) >= interval:
+                    if agg is not None and health_schedule.is_due(account_id, now, interval):
                         _emit_health(account_id, agg)
             await asyncio.sleep(0)
         async with state_lock:
@@ -879,8 +867,8 @@ def register(ctx: Context) -> None:
                 loaded = cache.get(key, _decode_from_table)
                 if loaded is not None:
                     _emit_health(key.decode(), loaded)
-            if len(last_published) > 2 * max(len(table), 1) + 10_000:  # bound memory after rebalances
-                forget_unowned(last_published, lambda account_id: partition_of(account_id.encode()) in owned)
+            if len(health_schedule.last_published) > 2 * max(len(table), 1) + 10_000:  # bound memory after rebalances
+                health_schedule.forget_unowned(lambda account_id: partition_of(account_id.encode()) in owned)
 
     # Often enough that a flush is at most this late after state_flush_interval_s (monotonic seconds). A paced flush
     # runs longer than this (ADR 0020): `every`, not `app.timer`, so that is not logged as a warning.

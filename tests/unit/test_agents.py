@@ -13,7 +13,6 @@ from streams.agents import (
     cohort_backlog_read,
     decode_usage_fronts,
     encode_usage_fronts,
-    forget_unowned,
     health_publish_quota,
     merge_usage_fronts,
     portfolio_front_may_move,
@@ -49,13 +48,6 @@ def test_an_account_never_published_publishes_at_once() -> None:
 def test_any_other_change_waits_for_the_paced_health_timer_even_when_due() -> None:
     # Due or not, the timer publishes it: accounts that come due together are spread by its quota (ADR 0017).
     assert not publishes_health_now(alert_transition=False, cohort_changed=False, ever_published=True)
-
-
-def test_forgetting_publish_times_keeps_those_of_accounts_still_owned() -> None:
-    # An owned account without a time would count as never published and be published by its next batch at once.
-    last_published = {"acct-kept": 10.0, "acct-moved": 20.0, "acct-also-kept": 30.0}
-    assert forget_unowned(last_published, lambda account_id: account_id != "acct-moved") == 1
-    assert last_published == {"acct-kept": 10.0, "acct-also-kept": 30.0}
 
 
 def test_the_quota_keeps_up_with_every_pending_account_once_per_interval() -> None:
