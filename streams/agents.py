@@ -28,7 +28,7 @@ from streams.domain.aggregate import (
     read_model,
     tick,
 )
-from streams.domain.portfolio import compute_portfolio, portfolio_alert_records
+from streams.domain.portfolio import PortfolioBuilder, portfolio_alert_records
 from streams.health_schedule import HealthSchedule
 from streams.ingest.decode import IngestConfig, TopicKind, decode_for_topic
 from streams.ingest.outcome import Skipped
@@ -1111,7 +1111,10 @@ def register(ctx: Context) -> None:
             except Exception as exc:
                 _fail_stop("collect_cohort_inputs", exc)
 
-    @every(app, settings.cohort_refresh_s)  # paced (ADR 0020): ~10x its CPU time, which grows with the accounts
+    # The cohort and company figures, kept up to date refresh by refresh (one refresh at a time: the timer awaits it).
+    portfolio_builder = PortfolioBuilder(gross_margin=settings.gross_margin)
+
+    @every(app, settings.cohort_refresh_s)  # paced (ADR 0020): ~10x its CPU time, which grows with changed accounts
     async def refresh_portfolio() -> None:
         """Recompute cohort and company metrics on the worker that owns the cohort-inputs partition when its
         inputs changed; publish the portfolio alerts of months that became final."""
@@ -1128,9 +1131,9 @@ def register(ctx: Context) -> None:
         if ctx.cohort_dirty:
             ctx.cohort_dirty = False
             snapshots = [(k.decode(), v) for k, v in cohort_table.items() if k != USAGE_FRONTS_KEY]
+            # Only accounts whose snapshot changed since the last refresh are decoded and summed again.
             fresh_portfolio = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: compute_portfolio(snapshots, gross_margin=settings.gross_margin,
-                                                pace=Pacer(settings.background_duty))
+                None, lambda: portfolio_builder.refresh(snapshots, pace=Pacer(settings.background_duty))
             )
             ctx.portfolio = fresh_portfolio
             metrics.record_portfolio(fresh_portfolio)

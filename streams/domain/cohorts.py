@@ -374,6 +374,14 @@ def nps_contribution(tally: NpsTally) -> Counters:
     return {name: value for name, value in raw.items() if value}
 
 
+def keyed_nps_contributions(
+    month: str, tally: NpsTally, segment: str | None = None
+) -> list[tuple[AggregateKey, Counters]]:
+    """Where one account-month's NPS tally is summed: the company month, overall and for `segment`."""
+    counters = nps_contribution(tally)
+    return [(AggregateKey(seg, month, None), counters) for seg in ((None, segment) if segment is not None else (None,))]
+
+
 def apply_delta(
     cell: Mapping[str, int],
     old_contribution: Mapping[str, int] | None,
@@ -527,6 +535,58 @@ def _add_into(totals: dict[AggregateKey, Counters], key: AggregateKey, counters:
         target[name] = target.get(name, 0) + value
 
 
+class LedgerBounds(NamedTuple):
+    """What `month_range` needs of a ledger with history: its first and newest month, and whether its history
+    was truncated (it can report only from its first retained month)."""
+
+    first_month: str
+    last_month: str
+    truncated: bool
+
+
+def ledger_bounds(ledger: MrrLedger) -> LedgerBounds:
+    assert ledger.first_month is not None
+    return LedgerBounds(ledger.first_month, ledger_months(ledger)[-1], ledger.history_truncated)
+
+
+def month_range(
+    bounds: Iterable[LedgerBounds], from_month: str | None = None, through_month: str | None = None
+) -> tuple[str, str]:
+    """The months the figures cover, unless given: from the earliest month every ledger (with history) can still
+    report (a ledger whose history was truncated starts there) through the newest event's month."""
+    if from_month is not None and through_month is not None:
+        return from_month, through_month
+    bounds = list(bounds)
+    if through_month is None:
+        through_month = max(b.last_month for b in bounds)
+    if from_month is None:
+        from_month = min(b.first_month for b in bounds)
+        truncated = [b.first_month for b in bounds if b.truncated]
+        if truncated:
+            from_month = max(from_month, *truncated)
+    return from_month, through_month
+
+
+def empty_months(from_month: str, through_month: str, segment_values: Iterable[str]) -> dict[AggregateKey, Counters]:
+    """Totals with an empty company month for every month and segment: a month without figures is still a row."""
+    totals: dict[AggregateKey, Counters] = {}
+    for month in months_between(from_month, through_month):
+        for seg in (None, *segment_values):
+            totals[AggregateKey(seg, month, None)] = {}
+    return totals
+
+
+def account_contributions(
+    ledger: MrrLedger, segment: str | None, from_month: str, through_month: str
+) -> list[tuple[AggregateKey, Counters]]:
+    """Where one account's months from `from_month` through `through_month` are summed (`keyed_contributions`)."""
+    assert ledger.first_month is not None
+    out: list[tuple[AggregateKey, Counters]] = []
+    for month in months_between(max(from_month, ledger.first_month), through_month):
+        out.extend(keyed_contributions(account_month_facts(ledger, month), segment))
+    return out
+
+
 def compute_metrics(
     ledgers: Iterable[MrrLedger],
     nps_by_month: Mapping[str, Mapping[str, NpsTally]] | None = None,
@@ -548,41 +608,24 @@ def compute_metrics(
     known = [ledger for ledger in ledgers if ledger.first_month is not None]
     if not known:
         return [], []
-    if through_month is None:
-        through_month = max(ledger_months(ledger)[-1] for ledger in known)
-    if from_month is None:
-        from_month = min(ledger.first_month for ledger in known if ledger.first_month)
-        truncated = [
-            ledger.first_month for ledger in known if ledger.history_truncated and ledger.first_month
-        ]
-        if truncated:
-            from_month = max(from_month, *truncated)
-    months = months_between(from_month, through_month)
+    from_month, through_month = month_range(map(ledger_bounds, known), from_month, through_month)
     segment_values = (
         sorted({segments.get(ledger.account_id, UNKNOWN_SEGMENT) for ledger in ledgers}) if segments else []
     )
-    totals: dict[AggregateKey, Counters] = {}
-    for month in months:
-        for seg in (None, *segment_values):
-            totals[AggregateKey(seg, month, None)] = {}
+    totals = empty_months(from_month, through_month, segment_values)
     for ledger in known:
         segment = segments.get(ledger.account_id, UNKNOWN_SEGMENT) if segments else None
-        assert ledger.first_month is not None
-        for month in months_between(max(from_month, ledger.first_month), through_month):
-            for key, counters in keyed_contributions(account_month_facts(ledger, month), segment):
-                _add_into(totals, key, counters)
+        for key, counters in account_contributions(ledger, segment, from_month, through_month):
+            _add_into(totals, key, counters)
         if pace is not None:
             pace()
     for month, per_account in (nps_by_month or {}).items():
         if not from_month <= month <= through_month:
             continue
         for account_id, tally in per_account.items():
-            counters = nps_contribution(tally)
-            _add_into(totals, AggregateKey(None, month, None), counters)
-            if segments:
-                _add_into(
-                    totals, AggregateKey(segments.get(account_id, UNKNOWN_SEGMENT), month, None), counters
-                )
+            segment = segments.get(account_id, UNKNOWN_SEGMENT) if segments else None
+            for key, counters in keyed_nps_contributions(month, tally, segment):
+                _add_into(totals, key, counters)
     return build_metrics(totals, gross_margin=gross_margin)
 
 
