@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -40,12 +41,12 @@ def run_bench(local_stack: stack.StackConfig, *args: str) -> subprocess.Complete
     )
 
 
-def assert_latency_window_measured(result: dict[str, object]) -> None:
+def assert_latency_window_measured(result: dict[str, Any]) -> None:
     cores = result["latency_cpu_worker_cores"]
     assert isinstance(cores, float) and cores > 0, cores
     worst = result["latency_worst_ms_by_second"]
     assert isinstance(worst, list) and worst, worst
-    assert max(worst) == round(float(result["latency_max_ms"])), (worst, result["latency_max_ms"])  # type: ignore[arg-type]
+    assert max(worst) == round(float(result["latency_max_ms"])), (worst, result["latency_max_ms"])
 
 
 def test_quick_bench_writes_a_well_formed_result(local_stack: stack.StackConfig, tmp_path: Path) -> None:
