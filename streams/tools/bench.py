@@ -687,6 +687,73 @@ def replay_sparse(seed: int = 7, *, events: int = SPARSE_EVENTS, accounts: int =
     }
 
 
+# The book of `book_scale`: a 180-day `churnwatch simulate` history of 500 accounts (six months of cohorts), copied
+# under new account ids up to the issue's 50,000 accounts; 100 of them change between two portfolio refreshes.
+SCALE_BASE_ACCOUNTS, SCALE_DAYS, SCALE_ACCOUNTS, SCALE_CHANGED = 500, 180, 50_000, 100
+
+
+def book_scale(seed: int = 7, *, accounts: int = SCALE_ACCOUNTS, base_accounts: int = SCALE_BASE_ACCOUNTS
+               ) -> dict[str, Any]:
+    """What the worker's periodic work costs at `accounts` accounts, in process, CPU seconds: a portfolio refresh
+    from nothing (after a start, or when the months covered move), the usual one with SCALE_CHANGED changed
+    snapshots (ADR 0003), and the health timer choosing one tick's due records with every account pending and
+    each due once per interval (ADR 0017)."""
+    import dataclasses
+    import random
+
+    from streams.agents import health_publish_quota
+    from streams.domain.aggregate import cohort_snapshot
+    from streams.domain.portfolio import PortfolioBuilder
+    from streams.health_schedule import HealthSchedule
+    from streams.tools.simulate import generate
+
+    events, _truth = generate(base_accounts, SCALE_DAYS, seed)
+    states = replay_events([(b"", orjson.dumps(e), False) for e in events]).states
+    book = list(states.values())
+
+    def snapshot(n: int, agg: AccountAggregate) -> tuple[str, bytes]:
+        """The n-th account of the book: a copy of a simulated one under its own id (its ledger's too)."""
+        account_id = f"acct-scale-{n}"
+        ledger = dataclasses.replace(agg.ledger, account_id=account_id)
+        return account_id, cohort_snapshot(dataclasses.replace(agg, ledger=ledger), "plan")
+
+    snapshots = [snapshot(n, book[n % len(book)]) for n in range(accounts)]
+    builder = PortfolioBuilder()
+    began = time.process_time()
+    builder.refresh(snapshots)
+    full_s = time.process_time() - began
+    rng = random.Random(seed)
+    refreshes = []
+    for _ in range(3):
+        for _ in range(SCALE_CHANGED):
+            n = rng.randrange(accounts)
+            snapshots[n] = snapshot(n, rng.choice(book))
+        began = time.process_time()
+        builder.refresh(snapshots)
+        refreshes.append(time.process_time() - began)
+    # Health timer: every account pending, last published evenly over one interval (30 s), so a tick has an
+    # interval's share of them due; the median of 20 ticks, each publishing what it took.
+    interval_s, schedule = 30.0, HealthSchedule[None]()
+    for n in range(accounts):
+        schedule.published(str(n), 1_000.0 + interval_s * n / accounts)
+        schedule.defer(str(n), None)
+    quota, ticks = health_publish_quota(accounts, 1.0, interval_s), []
+    for tick in range(20):
+        now = 1_000.0 + interval_s + tick
+        began = time.process_time()
+        due = schedule.take_due(now, interval_s, quota)
+        ticks.append(time.process_time() - began)
+        for account_id in due:
+            schedule.published(account_id, now)
+            schedule.defer(account_id, None)
+    return {
+        "scale_accounts": accounts,
+        "portfolio_full_refresh_s": full_s,
+        "portfolio_refresh_ms": statistics.median(refreshes) * 1000,
+        "health_due_ms_per_tick": statistics.median(ticks) * 1000,
+    }
+
+
 def account_days_evaluated(agg: AccountAggregate) -> int:
     """Day ends evaluated for an account: from its first event's day through the day its book was evaluated to."""
     first = agg.state.first_seen_day
@@ -884,6 +951,12 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
         result.update(sparse)
         log(f"replay of {SPARSE_DAYS} sparse days: {sparse['replay_sparse_eps']:,.0f} events/s, "
             f"{sparse['replay_account_days_per_s']:,.0f} account-days/s")
+        # The worker's periodic work at the issue's 50,000 accounts (a tenth in the smoke run).
+        scale = book_scale(seed=args.seed, accounts=SCALE_ACCOUNTS // part, base_accounts=SCALE_BASE_ACCOUNTS // part)
+        result.update(scale)
+        log(f"at {scale['scale_accounts']:,} accounts: portfolio refresh {scale['portfolio_refresh_ms']:,.0f} ms CPU "
+            f"({SCALE_CHANGED} changed; {scale['portfolio_full_refresh_s']:.1f} s from nothing), health timer "
+            f"{scale['health_due_ms_per_tick']:.1f} ms a tick choosing its due records")
         ok = True
     finally:
         workers.stop_all()
@@ -921,6 +994,10 @@ ROWS = (
     ("replay_split_eps", "the same replay split by account over `replay_jobs` processes (--jobs), events/s"),
     ("replay_sparse_eps", "replay of a sparse 60-day history (~0.35 events per account-day), events/s"),
     ("replay_account_days_per_s", "its account-day ends evaluated per second (every rule at each account's day end)"),
+    ("scale_accounts", "accounts of the in-process book for the three rows below (copies of a 180-day simulation)"),
+    ("portfolio_refresh_ms", "portfolio refresh with 100 changed snapshots, ms CPU (ADR 0003)"),
+    ("portfolio_full_refresh_s", "portfolio refresh from nothing (after a start, a new month), s CPU"),
+    ("health_due_ms_per_tick", "health timer choosing a tick's due records, every account pending, ms CPU (ADR 0017)"),
     ("latency_p50_ms", "event -> alert record, p50 ms (failed payment, at 70% of worker_eps)"),
     ("latency_p99_ms", "event -> alert record, p99 ms"),
     ("latency_max_ms", "event -> alert record, max ms"),

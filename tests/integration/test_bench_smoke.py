@@ -23,7 +23,7 @@ POSITIVE = (
     "ceiling_eps", "faust_floor_eps", "input_floor_eps", "worker_eps", "ratio_to_ceiling", "latency_p50_ms", "latency_p99_ms", "latency_max_ms",
     "state_bytes_median", "state_bytes_p99", "recovery_s_per_100k_accounts", "replay_eps", "replay_split_eps",
     "replay_sparse_eps", "replay_account_days_per_s", "two_workers_eps",
-    "events", "accounts",
+    "events", "accounts", "scale_accounts", "portfolio_refresh_ms", "portfolio_full_refresh_s", "health_due_ms_per_tick",
 )
 
 
