@@ -16,10 +16,10 @@ import orjson
 from faust.types import TP
 
 from schemas.events import BILLING_TYPES
-from streams.adapters.batch_input import Ack, BatchInput, acknowledge, bound_fetch_wait
+from streams.adapters.batch_input import Ack, BatchInput, acknowledge, bound_fetch_wait, last_fetch_ms
 from streams.adapters.batch_input import install as install_batch_input
 from streams.adapters.changelog_writer import ChangelogWriter, Staged
-from streams.alignment import UsageGate, align, partitions_to_check
+from streams.alignment import UsageGate, align, billing_read_to_end, partitions_to_check
 from streams.domain.aggregate import (
     AccountAggregate,
     cohort_snapshot,
@@ -516,7 +516,8 @@ def register(ctx: Context) -> None:
 
     def _billing_caught_up(partition: int) -> bool:
         """Nothing left to fetch from the billing partition of this number: this worker applied it up to the
-        high watermark of the consumer's last fetch (which is updated with every fetch response)."""
+        high watermark of the consumer's last fetch answer for it, and that answer is no older than the last one
+        for the usage partition (`billing_read_to_end`)."""
         tp = TP(billing_name, partition)
         if tp not in app.consumer.assignment():
             return True  # not ours (co-partitioning broken by hand): nothing of it will come here
@@ -526,7 +527,8 @@ def register(ctx: Context) -> None:
             high = app.consumer.highwater(tp)
         except Exception:  # not fetched yet, or revoked meanwhile
             return False
-        return high is not None and input_order.expected(tp) >= high
+        return billing_read_to_end(input_order.expected(tp), high, last_fetch_ms(app, tp),
+                                   last_fetch_ms(app, TP(usage_name, partition)))
 
     async def _align(items: list[DecodedRecord], messages: list[Any]
                      ) -> tuple[list[DecodedRecord], list[Any], list[Any]]:
@@ -645,6 +647,10 @@ def register(ctx: Context) -> None:
         now = time.time()
         metrics.record_events(result.tally)
         metrics.record_dead_letters(result.dead_letter_reasons)
+        if result.billing_behind_usage:
+            metrics.out_of_order.labels("billing").inc(result.billing_behind_usage)
+        if result.usage_behind_billing:
+            metrics.out_of_order.labels("usage").inc(result.usage_behind_billing)
         if rerouted:
             metrics.events.labels("canonical", "unknown", "rerouted").inc(rerouted)
         if result.newest_event_s:

@@ -101,6 +101,25 @@ class UsageGate(Generic[T]):
         return dropped
 
 
+def billing_read_to_end(next_offset: int, high: int | None, billing_fetched_ms: int | None,
+                        usage_fetched_ms: int | None) -> bool:
+    """Is billing partition p read to its end, as far as the usage of partition p is concerned? Every record up to
+    the high watermark of billing p's last fetch answer is applied (`next_offset`: the offset after the last one
+    applied), and that answer is at least as recent as the last answer for usage p (epoch ms, the consumer's own
+    clock).
+
+    The second condition is what makes "read to its end" true for the usage records at hand: a usage record
+    fetched in a later answer than billing's high watermark could be dated after billing records written in
+    between, which that watermark does not count. The consumer leaves a partition out of its fetches while it
+    holds fetched records of it that the worker has not taken yet (aiokafka's prefetch), and a fetch answer can
+    fail for one partition (a broker restarting): both keep billing's high watermark old while usage moves on."""
+    if high is None or next_offset < high:
+        return False
+    if usage_fetched_ms is None:
+        return True  # no answer for usage p yet: no usage record of it was fetched after billing's
+    return billing_fetched_ms is not None and billing_fetched_ms >= usage_fetched_ms
+
+
 @dataclass
 class Aligned(Generic[M]):
     """One batch after the gate: `ready` to apply now (each partition's records in offset order); `released` the

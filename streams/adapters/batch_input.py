@@ -252,6 +252,18 @@ def bound_fetch_wait(app: Any, max_wait_ms: int) -> None:
     thread._create_worker_consumer = _create_worker_consumer
 
 
+def last_fetch_ms(app: Any, tp: TP) -> int | None:
+    """When the worker's consumer last had a fetch answer for `tp` (epoch ms; aiokafka's `last_poll_timestamp`,
+    set with the partition's high watermark): None before the first, and for a partition not assigned (ADR 0009).
+
+    The consumer runs on Faust's consumer thread; this reads one int it writes, as `Consumer.highwater` does."""
+    try:
+        stamp = app.consumer._thread._ensure_consumer().last_poll_timestamp(tp)
+    except Exception:  # consumer not started yet, or the partition not assigned (aiokafka asserts it)
+        return None
+    return stamp if isinstance(stamp, int) else None
+
+
 def _make_drain(batch_input: BatchInput) -> Any:
     fast_topics = batch_input.topics
     put = batch_input.put

@@ -85,6 +85,13 @@ class Metrics:
             "Usage records applied without their billing partition being read, a wait limit reached (ADR 0009).",
             registry=r,
         )
+        self.out_of_order = Counter(
+            "churnwatch_applied_out_of_order",
+            "Events applied to an account after the other stream had passed them in event time: billing dated "
+            "before usage the account already had (stream=billing), usage dated before applied billing "
+            "(stream=usage). Alerts around them can differ from a time-ordered replay (ADR 0009).",
+            ["stream"], registry=r,
+        )
         self.state_bytes = Histogram(
             "churnwatch_account_state_bytes", "Serialised size of an account's state when written, bytes.",
             buckets=(128, 256, 512, 768, 1024, 1536, 2048, 4096, 8192), registry=r,

@@ -331,6 +331,10 @@ def rule_payment_failed(
         f"payment attempt {attempts} failed on {_iso_day(state.failed_s)}"
         if attempts
         else "no open failed payment",
+        # The episode starts at the failed payment, not at the evaluation that saw it: billing read after later
+        # usage is evaluated at the account's current day end (its book never goes back), and the alert id must
+        # not depend on that (ADR 0004).
+        state.failed_s if active else None,
     )
 
 

@@ -17,6 +17,9 @@ SUMMARY_KEYS = (
     "hostile_inputs", "hostile_unaccounted", "health_records_raw", "health_duplicates_raw",
     # ADR 0009, as counted by the last worker process of each check (a SIGKILLed process's counts are lost)
     "usage_waited", "usage_wait_forced",
+    # Events the last worker process of each check applied out of event-time order across the streams (a
+    # time-ordered replay applies none): the first thing to read when its alert ids differ from the replay's
+    "billing_behind_usage", "usage_behind_billing",
 )
 SUMMARY: dict[str, Any] = {k: 0 for k in SUMMARY_KEYS} | {"max_recovery_s": 0.0, "recovery_s": [], "tests": {}}
 

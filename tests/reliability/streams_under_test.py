@@ -159,8 +159,11 @@ class Producer:
         assert self.sent == len(self.lines)
 
 
-def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any]) -> dict[str, Any]:
-    """Health topic: newest value per account equals the replay; count raw duplicates. Alerts, if any."""
+def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any],
+                  worker_counts: dict[str, float] | None = None) -> dict[str, Any]:
+    """Health topic: newest value per account equals the replay; count raw duplicates. Alerts, if any.
+    `worker_counts` (`gate_counts`) go into a failure message: events applied out of event-time order explain
+    alert ids that differ from the replay's."""
     s = run_env.settings()
     # Health records are coalesced per account (published at most every CHURNWATCH_PUBLISH_INTERVAL_S, 5 s here):
     # give the topic that long several times over to catch up with the table before calling a record stale.
@@ -200,15 +203,20 @@ def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any]) 
         f"{stale[:5]}; (topic, replay) per field: {str(detail)[:1500]}"
     assert alerts.duplicates_after_dedupe == 0, \
         f"one record_id with different bodies: {report}; first: {[b[:1500] for b in alerts.conflicts[0]]}"
-    assert not lost, f"alerts of the uninterrupted replay missing from the topic: {lost[:10]} ({report})"
+    assert not lost, f"alerts of the uninterrupted replay missing from the topic: {lost[:10]} ({report}); " \
+        f"the worker's ordering counters: {worker_counts}"
     return report
 
 
 def gate_counts(base_url: str, summary: dict[str, Any]) -> dict[str, float]:
     """The worker's usage-gate counters (ADR 0009), added to the run summary: how often usage waited for its
-    billing partition, and whether a wait limit ever forced it through (it must not, in these checks)."""
+    billing partition, whether a wait limit ever forced it through (it must not, in these checks), and how many
+    events it applied out of event-time order across the two streams."""
     counts = {name: metric_samples(base_url, f"churnwatch_{name}_total").get("", 0.0)
               for name in ("usage_waited", "usage_wait_forced")}
+    out_of_order = metric_samples(base_url, "churnwatch_applied_out_of_order_total")
+    for stream, key in (("billing", "billing_behind_usage"), ("usage", "usage_behind_billing")):
+        counts[key] = out_of_order.get(f'stream="{stream}"', 0.0)
     for k, v in counts.items():
         summary[k] += int(v)
     assert counts["usage_wait_forced"] == 0, f"usage applied without its billing partition: {counts}"

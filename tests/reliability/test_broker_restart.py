@@ -49,8 +49,8 @@ def test_broker_restart_mid_stream_loses_nothing(local_stack: stack.StackConfig,
         assert wait_for_http(f"{w.base_url}/ready", 120, w.proc), w.log()[-3000:]
         # 60 s of idleness, then a lag measurement (every 10 s), before billing dated after the last usage applies.
         converge = assert_equal_to_replay(w.base_url, expected, 150, w.log(), settings, lines)
-        outputs = audit_outputs(run_env, expected, summary)
         gate = gate_counts(w.base_url, summary)
+        outputs = audit_outputs(run_env, expected, summary, gate)
     finally:
         w.stop()
     summary["events_verified"] += expected.replay.inputs

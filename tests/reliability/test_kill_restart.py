@@ -63,8 +63,8 @@ def test_sigkilled_worker_restarts_and_ends_equal_to_replay(run_env: RunEnv, soa
         producer.join()
         assert wait_for_http(f"{w.base_url}/ready", 90, w.proc)
         converge = assert_equal_to_replay(w.base_url, expected, 90, w.log(), settings, lines)
-        outputs = audit_outputs(run_env, expected, summary)
         gate = gate_counts(w.base_url, summary)
+        outputs = audit_outputs(run_env, expected, summary, gate)
     finally:
         for p in workers:
             p.stop()
@@ -96,8 +96,8 @@ def test_one_of_two_workers_sigkilled_the_other_takes_over(run_env: RunEnv, soak
         assert wait_for_http(f"{w1.base_url}/ready", 90, w1.proc), w1.log()[-3000:]
         converge = assert_equal_to_replay(w1.base_url, expected, 90, w1.log(), settings, lines, w1.proc.pid)
         failover_s = time.monotonic() - killed
-        outputs = audit_outputs(run_env, expected, summary)
         gate = gate_counts(w1.base_url, summary)
+        outputs = audit_outputs(run_env, expected, summary, gate)
     finally:
         w1.stop()
         w2.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from streams.alignment import UsageGate, align
+from streams.alignment import UsageGate, align, billing_read_to_end
 from streams.domain.aggregate import AccountAggregate, Rules
 from streams.domain.config import DomainConfig
 from streams.processing import InputRecord, apply_decoded, decode_records, process_batch
@@ -79,6 +79,27 @@ def test_a_rebalance_forgets_waiting_records_and_what_was_read_of_billing() -> N
     gate.admit(0, [(T0 + 1, "u1")], billing_caught_up=False, now=0)
     assert gate.forget() == ["u1"]
     assert gate.count() == 0 and gate.bound(0, billing_caught_up=False) == float("-inf")
+
+
+def test_billing_applied_to_the_high_watermark_of_a_fetch_as_recent_as_usages_is_read_to_its_end() -> None:
+    assert billing_read_to_end(next_offset=12, high=12, billing_fetched_ms=5_000, usage_fetched_ms=5_000)
+    assert billing_read_to_end(next_offset=12, high=12, billing_fetched_ms=5_010, usage_fetched_ms=5_000)
+
+
+def test_billing_with_records_below_its_high_watermark_not_applied_is_not_read_to_its_end() -> None:
+    assert not billing_read_to_end(next_offset=11, high=12, billing_fetched_ms=5_000, usage_fetched_ms=5_000)
+    assert not billing_read_to_end(next_offset=0, high=None, billing_fetched_ms=None, usage_fetched_ms=5_000)
+
+
+def test_a_billing_high_watermark_older_than_usages_last_fetch_does_not_count_as_read_to_the_end() -> None:
+    # Billing p's records of fetch 1 were still buffered (or its answer failed) when fetch 2 brought usage p:
+    # billing written between the two is not in the old high watermark, and the usage may be dated after it.
+    assert not billing_read_to_end(next_offset=12, high=12, billing_fetched_ms=4_990, usage_fetched_ms=5_000)
+    assert not billing_read_to_end(next_offset=12, high=12, billing_fetched_ms=None, usage_fetched_ms=5_000)
+
+
+def test_with_no_usage_fetched_yet_billing_at_its_high_watermark_is_read_to_its_end() -> None:
+    assert billing_read_to_end(next_offset=3, high=3, billing_fetched_ms=5_000, usage_fetched_ms=None)
 
 
 # --- across batches, through decode -> gate -> domain, as the agent runs it -----------------------------------

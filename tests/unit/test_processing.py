@@ -43,6 +43,35 @@ def test_usage_delivered_ahead_of_billing_in_one_batch_gives_the_time_ordered_al
     assert ("cancellation_scheduled", "opened", "2026-01-06T21:00:00+00:00") in alerts_of(usage + billing)
 
 
+def test_a_time_ordered_input_applies_nothing_out_of_order() -> None:
+    billing, usage = paying_team_that_schedules_a_cancellation()
+    out = process_batch(sorted(billing + usage, key=event_time), lambda _: None, CONFIG, max_event_bytes=65536,
+                        rules=RULES)
+    assert (out.billing_behind_usage, out.usage_behind_billing) == (0, 0)
+
+
+def test_billing_applied_after_later_usage_of_its_account_is_counted_as_out_of_order() -> None:
+    billing, usage = paying_team_that_schedules_a_cancellation()
+    store: dict = {}
+    counts = []
+    for batch in (billing[:1] + usage, billing[1:]):  # the cancellation (day 2) reaches the broker after day 7
+        out = process_batch(batch, store.get, CONFIG, max_event_bytes=65536, rules=RULES)
+        store.update(out.states)
+        counts.append((out.billing_behind_usage, out.usage_behind_billing))
+    assert counts == [(0, 0), (1, 0)]
+
+
+def test_usage_applied_after_later_billing_of_its_account_is_counted_as_out_of_order() -> None:
+    billing, usage = paying_team_that_schedules_a_cancellation()
+    store: dict = {}
+    first = process_batch(billing + usage[:3], store.get, CONFIG, max_event_bytes=65536, rules=RULES)
+    store.update(first.states)
+    # A usage event dated before the applied cancellation (day 2, 21:00), read after it: its partition was behind.
+    late = [record(session(at("2026-01-06T20:00:00Z"), user="u9"), USAGE, 99)]
+    second = process_batch(late, store.get, CONFIG, max_event_bytes=65536, rules=RULES)
+    assert (second.billing_behind_usage, second.usage_behind_billing) == (0, 1)
+
+
 def test_a_partition_keeps_its_own_order_even_when_its_events_are_not_in_time_order() -> None:
     late_first = [record(session("2026-01-05T10:00:00Z", event_id="b"), USAGE, 0),
                   record(session("2026-01-05T09:00:00Z", event_id="a"), USAGE, 1)]
