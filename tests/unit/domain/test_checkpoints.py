@@ -165,3 +165,26 @@ def test_a_payment_that_only_moves_the_ledgers_clock_still_sends_new_cohort_inpu
     assert applied.outcome == "processed" and not agg.held
     assert applied.ledger_changed
     assert cohort_snapshot(agg, "plan") != before
+
+
+def billing_behind(events: list, lag: int) -> list:
+    """How a worker reads billing that reached the broker after later usage: each billing event `lag` usage events
+    late (billing keeps its own order)."""
+    out: list = []
+    pending: list = []
+    usage_seen = 0
+    for e in events:
+        if e.type in BILLING_TYPES:
+            pending.append((usage_seen + lag, e))
+        else:
+            usage_seen += 1
+            out.append(e)
+        while pending and pending[0][0] <= usage_seen:
+            out.append(pending.pop(0)[1])
+    return out + [e for _, e in pending]
+
+
+def test_a_failed_payment_read_days_after_later_usage_opens_the_alert_id_of_the_time_ordered_stream() -> None:
+    in_order = {r for r in run_aggregate(churning_team())[0] if r[1] == "payment_failed"}
+    late = {r for r in run_aggregate(billing_behind(churning_team(), 12))[0] if r[1] == "payment_failed"}
+    assert in_order and late == in_order  # the failure (day 12) applied at day 16: still its own day's episode
