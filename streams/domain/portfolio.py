@@ -117,7 +117,9 @@ class _Summed:
         self.raw = raw
         self.segment = decoded.segment
         self.ledger_account_id = ledger.account_id
-        self.ledger_segment = decoded.segment  # the segment its ledger's months were summed under (see refresh)
+        # The segment its ledger's months were summed under: set by `PortfolioBuilder._add`, which every entry
+        # goes through before `_take_out` reads it.
+        self.ledger_segment = UNKNOWN_SEGMENT
         self.bounds = ledger_bounds(ledger) if ledger.first_month is not None else None
 
 
@@ -205,7 +207,7 @@ class PortfolioBuilder:
              month_span: tuple[str, str]) -> None:
         entry.ledger_segment = segments.get(entry.ledger_account_id, UNKNOWN_SEGMENT)
         totals = self._totals
-        for key, counters in _contributions(decoded, account_id, entry.ledger_segment, month_span):
+        for key, counters in _contributions(decoded, entry.ledger_segment, month_span):
             target = totals.setdefault(key, {})  # in place: a full pass adds every account-month
             for name, value in counters.items():
                 target[name] = target.get(name, 0) + value
@@ -214,8 +216,7 @@ class PortfolioBuilder:
         if entry is None:
             return
         totals = self._totals
-        for key, counters in _contributions(_Decoded(account_id, entry.raw), account_id, entry.ledger_segment,
-                                            month_span):
+        for key, counters in _contributions(_Decoded(account_id, entry.raw), entry.ledger_segment, month_span):
             left = apply_delta(totals.get(key, {}), counters, None)
             if left:
                 totals[key] = left
@@ -223,7 +224,7 @@ class PortfolioBuilder:
                 totals.pop(key, None)
 
 
-def _contributions(decoded: _Decoded, account_id: str, ledger_segment: str, month_span: tuple[str, str]
+def _contributions(decoded: _Decoded, ledger_segment: str, month_span: tuple[str, str]
                    ) -> list[tuple[AggregateKey, Counters]]:
     """Everything one account adds to the totals over `month_span`: its ledger's months (under the segment of the
     ledger's account) and its NPS tallies (under its own segment), as `compute_metrics` sums them."""
