@@ -11,7 +11,8 @@ from typing import Any
 
 import faust
 import pytest
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.consumer.fetcher import Fetcher
 from faust.types import TP
 
 from streams.adapters.batch_input import (
@@ -24,6 +25,7 @@ from streams.adapters.batch_input import (
     faust_drain_matches,
     faust_new_offset_matches,
     install,
+    last_fetch_ms,
     new_offset,
 )
 
@@ -164,6 +166,33 @@ def test_the_worker_consumer_is_created_with_the_bounded_fetch_wait() -> None:
     asyncio.run(go())
     # ...and start() hands that attribute to the Fetcher it builds (aiokafka is not pinned).
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
+
+
+def test_the_last_fetch_time_of_a_partition_is_read_from_the_worker_consumer() -> None:
+    """The usage gate's `billing_read_to_end` reads it (ADR 0009): through Faust's consumer thread, aiokafka's
+    per-partition timestamp of the last fetch answer; None before the consumer exists and for a partition it does
+    not hold."""
+    async def go() -> None:
+        app = faust.App("test-last-fetch", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
+                        datadir=tempfile.mkdtemp(prefix="last-fetch-"))
+        billing = TP("billing", 0)
+        assert last_fetch_ms(app, billing) is None  # no consumer yet
+        thread = app.consumer._thread
+        consumer = thread._create_worker_consumer(app.transport)  # no connection until start()
+        thread._consumer = consumer
+        try:
+            assert last_fetch_ms(app, billing) is None  # not assigned
+            consumer.assign([TopicPartition("billing", 0)])
+            assert last_fetch_ms(app, billing) is None  # no fetch answer yet
+            # What aiokafka's Fetcher sets with the high watermark of each answer for the partition.
+            consumer._subscription.subscription.assignment.state_value(TopicPartition("billing", 0)).timestamp = 1234
+            assert last_fetch_ms(app, billing) == 1234
+        finally:
+            await consumer.stop()
+
+    asyncio.run(go())
+    fetcher = inspect.getsource(Fetcher)
+    assert "tp_state.highwater = highwater" in fetcher and "tp_state.timestamp = now_ms" in fetcher
 
 
 def test_an_aiokafka_without_the_fetch_wait_attribute_is_refused_at_app_creation(
