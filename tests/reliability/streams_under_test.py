@@ -203,9 +203,20 @@ def audit_outputs(run_env: RunEnv, expected: Expected, summary: dict[str, Any],
         f"{stale[:5]}; (topic, replay) per field: {str(detail)[:1500]}"
     assert alerts.duplicates_after_dedupe == 0, \
         f"one record_id with different bodies: {report}; first: {[b[:1500] for b in alerts.conflicts[0]]}"
-    assert not lost, f"alerts of the uninterrupted replay missing from the topic: {lost[:10]} ({report}); " \
-        f"the worker's ordering counters: {worker_counts}"
+    assert not lost, f"alerts of the uninterrupted replay missing from the topic: {describe_alerts(expected, lost)} " \
+        f"({report}); the worker's ordering counters: {worker_counts}"
     return report
+
+
+def describe_alerts(expected: Expected, alert_ids: list[str], limit: int = 10) -> list[str]:
+    """`id trigger account opened-day` of each of these alert ids, as the replay opened them: which rules and
+    accounts a difference from the replay is about (billing triggers point at billing read out of order)."""
+    opened = {a.alert_id: a for a in getattr(expected.replay, "alerts", []) if a.transition == "opened"}
+    out = []
+    for aid in alert_ids[:limit]:
+        a = opened.get(aid)
+        out.append(f"{aid} {a.trigger} {a.account_id} {a.opened_at.date().isoformat()}" if a is not None else aid)
+    return out
 
 
 def gate_counts(base_url: str, summary: dict[str, Any]) -> dict[str, float]:
