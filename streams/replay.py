@@ -52,6 +52,10 @@ class ReplayResult:
     seconds: float = 0.0
     portfolio: Portfolio | None = None
     alerts: list[AlertRecord] = field(default_factory=list)
+    # Events applied after the other stream had passed them for their account ("billing": billing dated before
+    # usage the account already had; "usage": the reverse): a file not in time order across the streams, whose
+    # alerts can differ from a time-ordered run's (the worker's churnwatch_applied_out_of_order_total).
+    out_of_order: Counter[str] = field(default_factory=Counter)
 
     @property
     def processed(self) -> int:
@@ -156,6 +160,10 @@ def _replay_shard(
         result.alerts.extend(out.alerts)
         result.tally.update(out.tally)
         result.dead_letter_reasons.update(out.dead_letter_reasons)
+        if out.billing_behind_usage:
+            result.out_of_order["billing"] += out.billing_behind_usage
+        if out.usage_behind_billing:
+            result.out_of_order["usage"] += out.usage_behind_billing
         if progress is not None:
             progress(len(batch))
         batch.clear()
@@ -221,6 +229,7 @@ def _replay_sharded(lines: Iterable[bytes], o: _Options, jobs: int, result: Repl
             result.alerts.extend(part["alerts"])
             result.tally.update(part["tally"])
             result.dead_letter_reasons.update(part["dead_letter_reasons"])
+            result.out_of_order.update(part["out_of_order"])
     finally:
         for _index, child, conn in children:
             conn.close()
@@ -273,6 +282,7 @@ def _shard_main(conn: Connection, lines: Iterable[bytes], o: _Options, shard: tu
             "alerts": result.alerts,
             "tally": result.tally,
             "dead_letter_reasons": result.dead_letter_reasons,
+            "out_of_order": result.out_of_order,
         }))
     except EOFError:
         pass  # the parent failed and closed the pipe: nothing to report to

@@ -85,6 +85,12 @@ def print_replay_report(result: ReplayResult, console: Console | None = None) ->
     )
     if result.dead_letter_reasons:
         console.print("dead letters by reason: " + ", ".join(f"{r}={n}" for r, n in sorted(result.dead_letter_reasons.items())))
+    if result.out_of_order:
+        console.print(
+            f"out of time order across the streams: {result.out_of_order['billing']} billing events after later usage "
+            f"of their account, {result.out_of_order['usage']} usage events after later billing; alerts around them "
+            "can differ from a time-ordered run (sort the input by occurred_at to compare)"
+        )
     if result.alerts:
         console.print(alerts_table(result.alerts))
     p = result.portfolio

@@ -130,3 +130,29 @@ def test_jobs_auto_is_one_process_per_usable_core_even_without_cpu_affinity(monk
     monkeypatch.setattr(os, "cpu_count", lambda: 3)
     assert replay.usable_cores() == 3
     assert replay._jobs("auto") == 3
+
+
+def billing_moved_behind_usage(lines: tuple[bytes, ...], n: int) -> list[bytes]:
+    """`n` billing lines of the last 5 % that have later usage of their account after them, moved to the end: each
+    is then applied after that usage, and within the lateness bound (the end is three event-time days later)."""
+    window = range(len(lines) - len(lines) // 20, len(lines))
+    events = {i: orjson.loads(lines[i]) for i in window}
+    billing = {"subscription.started", "subscription.changed", "subscription.cancel_scheduled",
+               "subscription.canceled", "invoice.paid", "payment.failed", "invoice.refunded"}
+
+    def usage_after(i: int) -> bool:
+        e = events[i]
+        return any(f.get("account_id") == e["account_id"] and f.get("type") not in billing
+                   and f["occurred_at"] > e["occurred_at"] for j, f in events.items() if j > i)
+
+    moved = [i for i, e in events.items() if e.get("type") in billing and usage_after(i)][:n]
+    assert len(moved) == n
+    return [line for i, line in enumerate(lines) if i not in set(moved)] + [lines[i] for i in moved]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_replay_counts_events_applied_out_of_time_order_across_the_streams(jobs: int) -> None:
+    assert replayed(jobs).out_of_order == {}  # the simulated world is in time order
+    late = replay_lines(billing_moved_behind_usage(world_lines(), 3), jobs=jobs, batch_size=700)
+    assert late.out_of_order["billing"] == 3 and late.out_of_order["usage"] == 0
+    assert late.dead_letter_reasons == replayed(1).dead_letter_reasons  # applied, none too late
