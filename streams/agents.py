@@ -47,6 +47,10 @@ log = logging.getLogger(__name__)
 # A billing partition that usage waits for (ADR 0009) and that made no progress for this long, with records left
 # on the broker, is read again (monotonic seconds; longer than a fetch round trip, shorter than the 10-s stall check).
 BLOCKING_PATIENCE_S = 3.0
+# How often waiting usage (ADR 0009) is checked when no batch comes, seconds. A billing partition often turns out
+# read to its end by a fetch answer without records (it was left out of the fetch that brought the usage, or it
+# is led by another broker), and no batch follows such an answer. A check with nothing waiting returns at once.
+RELEASE_CHECK_S = 0.1
 
 # Accounts re-published per second after a rebalance: bounds the event loop's time on it (a read model costs
 # ~0.1-0.2 ms, so 400 is ~0.06 s a second); 50,000 owned accounts take about two minutes.
@@ -658,7 +662,7 @@ def register(ctx: Context) -> None:
         metrics.batch_events.labels("track_engagement").inc(len(events))
         metrics.batch_duration.labels("track_engagement").observe(time.perf_counter() - started)
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=RELEASE_CHECK_S)
     async def release_waiting_usage() -> None:
         """Usage waiting for its billing partition (ADR 0009) is released by the batch that brings the billing;
         when none comes (the billing partition turned out read to its end, or the input stopped), here."""
