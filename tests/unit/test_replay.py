@@ -10,6 +10,7 @@ from functools import cache
 import orjson
 import pytest
 
+from schemas.events import BILLING_TYPES
 from streams.replay import PackedLines, ReplayResult, replay_lines
 from streams.tools.simulate import generate
 
@@ -137,15 +138,13 @@ def billing_moved_behind_usage(lines: tuple[bytes, ...], n: int) -> list[bytes]:
     is then applied after that usage, and within the lateness bound (the end is three event-time days later)."""
     window = range(len(lines) - len(lines) // 20, len(lines))
     events = {i: orjson.loads(lines[i]) for i in window}
-    billing = {"subscription.started", "subscription.changed", "subscription.cancel_scheduled",
-               "subscription.canceled", "invoice.paid", "payment.failed", "invoice.refunded"}
 
     def usage_after(i: int) -> bool:
         e = events[i]
-        return any(f.get("account_id") == e["account_id"] and f.get("type") not in billing
+        return any(f.get("account_id") == e["account_id"] and f.get("type") not in BILLING_TYPES
                    and f["occurred_at"] > e["occurred_at"] for j, f in events.items() if j > i)
 
-    moved = [i for i, e in events.items() if e.get("type") in billing and usage_after(i)][:n]
+    moved = [i for i, e in events.items() if e.get("type") in BILLING_TYPES and usage_after(i)][:n]
     assert len(moved) == n
     return [line for i, line in enumerate(lines) if i not in set(moved)] + [lines[i] for i in moved]
 
