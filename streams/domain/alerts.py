@@ -132,13 +132,22 @@ class AlertBook:
         )
 
 
-class AlertContext(NamedTuple):
+@dataclass(frozen=True, slots=True, init=False)  # not a NamedTuple: compiled __init__ (ADR 0018)
+class AlertContext:
     """What evaluate() needs besides the state: the health the rules saw, the event time that caused this
     evaluation (None for a time tick) and the lifecycle stage at as_of (None = state.stage)."""
 
     health: Health | None = None
     triggered_by_event_at: datetime | None = None
     stage: str | None = None
+
+    def __init__(
+        self, health: Health | None = None, triggered_by_event_at: datetime | None = None,
+        stage: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "health", health)
+        object.__setattr__(self, "triggered_by_event_at", triggered_by_event_at)
+        object.__setattr__(self, "stage", stage)
 
 
 def new_book(account_id: str) -> AlertBook:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import NamedTuple
 
 from streams.domain.account import AccountState
 from streams.domain.config import HealthTargets, HealthWeights
@@ -16,10 +16,18 @@ NEUTRAL = 50.0  # a component without data neither helps nor hurts
 _DEFAULT_TARGETS = HealthTargets()
 
 
-class Health(NamedTuple):
+@dataclass(frozen=True, slots=True, init=False)  # not a NamedTuple: compiled __init__ (ADR 0018)
+class Health:
     score: int  # 0..100, weighted mean of the components, rounded half up
     components: dict[str, float]  # component -> 0..100
     trend: float  # score points gained (+) or lost (-) over the last 30 days, see health_trend()
+
+    def __init__(
+        self, score: int, components: dict[str, float], trend: float,
+    ) -> None:
+        object.__setattr__(self, "score", score)
+        object.__setattr__(self, "components", components)
+        object.__setattr__(self, "trend", trend)
 
 
 # --- component rules (each 0..100) ----------------------------------------------------------------------------

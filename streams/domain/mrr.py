@@ -109,7 +109,7 @@ class MrrLedger:
         return self.first_paid_month is not None and self.mrr == 0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)  # __init__ written out: compiled (ADR 0018), one per month read
 class MonthFacts:
     """One account in one calendar month: the unit every company and cohort figure is summed from."""
 
@@ -133,8 +133,35 @@ class MonthFacts:
     trial_started: bool  # this is the account's (counted) trial month
     trial_converted: bool  # ... and that trial became a paying customer (at any later month end)
 
+    def __init__(
+        self, account_id: str, month: str, cohort: str | None, age: int | None, mrr_start: int, mrr_end: int,
+        new_mrr: int, expansion_mrr: int, contraction_mrr: int, churned_mrr: int, reactivation_mrr: int,
+        paying_at_start: bool, paying_at_end: bool, new: bool, churned: bool, reactivated: bool,
+        activation_mrr: int, trial_started: bool, trial_converted: bool,
+    ) -> None:
+        object.__setattr__(self, "account_id", account_id)
+        object.__setattr__(self, "month", month)
+        object.__setattr__(self, "cohort", cohort)
+        object.__setattr__(self, "age", age)
+        object.__setattr__(self, "mrr_start", mrr_start)
+        object.__setattr__(self, "mrr_end", mrr_end)
+        object.__setattr__(self, "new_mrr", new_mrr)
+        object.__setattr__(self, "expansion_mrr", expansion_mrr)
+        object.__setattr__(self, "contraction_mrr", contraction_mrr)
+        object.__setattr__(self, "churned_mrr", churned_mrr)
+        object.__setattr__(self, "reactivation_mrr", reactivation_mrr)
+        object.__setattr__(self, "paying_at_start", paying_at_start)
+        object.__setattr__(self, "paying_at_end", paying_at_end)
+        object.__setattr__(self, "new", new)
+        object.__setattr__(self, "churned", churned)
+        object.__setattr__(self, "reactivated", reactivated)
+        object.__setattr__(self, "activation_mrr", activation_mrr)
+        object.__setattr__(self, "trial_started", trial_started)
+        object.__setattr__(self, "trial_converted", trial_converted)
 
-class Movements(NamedTuple):
+
+@dataclass(frozen=True, slots=True, init=False)  # not a NamedTuple: compiled __init__ (ADR 0018)
+class Movements:
     """One account-month's MRR movements, all non-negative minor units."""
 
     new: int
@@ -142,6 +169,15 @@ class Movements(NamedTuple):
     contraction: int
     churn: int
     reactivation: int
+
+    def __init__(
+        self, new: int, expansion: int, contraction: int, churn: int, reactivation: int,
+    ) -> None:
+        object.__setattr__(self, "new", new)
+        object.__setattr__(self, "expansion", expansion)
+        object.__setattr__(self, "contraction", contraction)
+        object.__setattr__(self, "churn", churn)
+        object.__setattr__(self, "reactivation", reactivation)
 
 
 # --- calendar months ---------------------------------------------------------------------------

@@ -12,8 +12,9 @@ Units of observed / baseline / threshold per trigger are listed in docs/alerts.m
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from streams.domain.account import AccountState, lifecycle_stage
 from streams.domain.config import DEFAULT_KEY_ROLES, DomainConfig
@@ -31,7 +32,8 @@ from streams.domain.health import Health, components_of, health_trend, weighted_
 from streams.domain.thresholds import RuleSet
 
 
-class Signal(NamedTuple):
+@dataclass(frozen=True, slots=True, init=False)  # not a NamedTuple: compiled __init__ (ADR 0018)
+class Signal:
     """One rule's verdict on one account at as_of."""
 
     trigger: str
@@ -46,6 +48,21 @@ class Signal(NamedTuple):
     # Event time (epoch s) at which the open condition started to hold, when the rule knows it (time-driven
     # rules): the episode's start day then does not depend on when the evaluation ran.
     since_s: int | None = None
+
+    def __init__(
+        self, trigger: str, severity: str, observed: float | None, baseline: float | None, threshold: float | None,
+        window_days: int | None, active: bool, clear: bool, detail: str = "", since_s: int | None = None,
+    ) -> None:
+        object.__setattr__(self, "trigger", trigger)
+        object.__setattr__(self, "severity", severity)
+        object.__setattr__(self, "observed", observed)
+        object.__setattr__(self, "baseline", baseline)
+        object.__setattr__(self, "threshold", threshold)
+        object.__setattr__(self, "window_days", window_days)
+        object.__setattr__(self, "active", active)
+        object.__setattr__(self, "clear", clear)
+        object.__setattr__(self, "detail", detail)
+        object.__setattr__(self, "since_s", since_s)
 
 
 def _as_of_s(as_of: datetime | date | int) -> tuple[int, int]:
@@ -595,11 +612,20 @@ def run_rules(
     return out
 
 
-class Assessment(NamedTuple):
+@dataclass(frozen=True, slots=True, init=False)  # not a NamedTuple: compiled __init__ (ADR 0018)
+class Assessment:
     summary: EngagementSummary
     health: Health
     stage: str
     signals: list[Signal]
+
+    def __init__(
+        self, summary: EngagementSummary, health: Health, stage: str, signals: list[Signal],
+    ) -> None:
+        object.__setattr__(self, "summary", summary)
+        object.__setattr__(self, "health", health)
+        object.__setattr__(self, "stage", stage)
+        object.__setattr__(self, "signals", signals)
 
 
 def assess(
