@@ -651,10 +651,8 @@ def register(ctx: Context) -> None:
         now = time.time()
         metrics.record_events(result.tally)
         metrics.record_dead_letters(result.dead_letter_reasons)
-        if result.billing_behind_usage:
-            metrics.out_of_order.labels("billing").inc(result.billing_behind_usage)
-        if result.usage_behind_billing:
-            metrics.out_of_order.labels("usage").inc(result.usage_behind_billing)
+        for stream, late in result.out_of_order().items():
+            metrics.out_of_order.labels(stream).inc(late)
         if rerouted:
             metrics.events.labels("canonical", "unknown", "rerouted").inc(rerouted)
         if result.newest_event_s:

@@ -64,6 +64,12 @@ class BatchResult:
     billing_behind_usage: int = 0
     usage_behind_billing: int = 0
 
+    def out_of_order(self) -> dict[str, int]:
+        """The two counts above by the stream of the late event ("billing", "usage"), those above 0: the labels of
+        the worker's churnwatch_applied_out_of_order_total and the keys of the replay's report."""
+        counts = {"billing": self.billing_behind_usage, "usage": self.usage_behind_billing}
+        return {stream: n for stream, n in counts.items() if n}
+
 
 class DecodedRecord:
     """An input record decoded once: `decoded` is None for an alert action (decoded where it is applied)."""

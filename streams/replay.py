@@ -160,10 +160,7 @@ def _replay_shard(
         result.alerts.extend(out.alerts)
         result.tally.update(out.tally)
         result.dead_letter_reasons.update(out.dead_letter_reasons)
-        if out.billing_behind_usage:
-            result.out_of_order["billing"] += out.billing_behind_usage
-        if out.usage_behind_billing:
-            result.out_of_order["usage"] += out.usage_behind_billing
+        result.out_of_order.update(out.out_of_order())
         if progress is not None:
             progress(len(batch))
         batch.clear()

@@ -48,6 +48,7 @@ def test_a_time_ordered_input_applies_nothing_out_of_order() -> None:
     out = process_batch(sorted(billing + usage, key=event_time), lambda _: None, CONFIG, max_event_bytes=65536,
                         rules=RULES)
     assert (out.billing_behind_usage, out.usage_behind_billing) == (0, 0)
+    assert out.out_of_order() == {}
 
 
 def test_billing_applied_after_later_usage_of_its_account_is_counted_as_out_of_order() -> None:
@@ -57,8 +58,8 @@ def test_billing_applied_after_later_usage_of_its_account_is_counted_as_out_of_o
     for batch in (billing[:1] + usage, billing[1:]):  # the cancellation (day 2) reaches the broker after day 7
         out = process_batch(batch, store.get, CONFIG, max_event_bytes=65536, rules=RULES)
         store.update(out.states)
-        counts.append((out.billing_behind_usage, out.usage_behind_billing))
-    assert counts == [(0, 0), (1, 0)]
+        counts.append((out.billing_behind_usage, out.usage_behind_billing, out.out_of_order()))
+    assert counts == [(0, 0, {}), (1, 0, {"billing": 1})]
 
 
 def test_usage_applied_after_later_billing_of_its_account_is_counted_as_out_of_order() -> None:
@@ -70,6 +71,7 @@ def test_usage_applied_after_later_billing_of_its_account_is_counted_as_out_of_o
     late = [record(session(at("2026-01-06T20:00:00Z"), user="u9"), USAGE, 99)]
     second = process_batch(late, store.get, CONFIG, max_event_bytes=65536, rules=RULES)
     assert (second.billing_behind_usage, second.usage_behind_billing) == (0, 1)
+    assert second.out_of_order() == {"usage": 1}  # the stream label of the late event
 
 
 def test_a_partition_keeps_its_own_order_even_when_its_events_are_not_in_time_order() -> None:
