@@ -243,8 +243,8 @@ def record_ticket(eng: Engagement, ticket_fp: int, day: int, opened: bool, confi
 # --- aggregates ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, init=False)  # not a NamedTuple, __init__ written out: five per evaluation
-class WindowFigures:                               # built by a direct C call (ADR 0018)
+@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
+class WindowFigures:
     """Usage over the `days` days ending on `last_day` (inclusive, UTC day indexes)."""
 
     first_day: int
@@ -282,7 +282,7 @@ class WindowFigures:                               # built by a direct C call (A
         return self.last_day - self.first_day + 1
 
 
-@dataclass(frozen=True, slots=True, init=False)  # __init__ written out: compiled (ADR 0018), one per evaluation
+@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
 class EngagementSummary:
     """Engagement as of a UTC day: 7 and 30-day windows with the preceding equal period, and 90-day figures.
 

@@ -109,7 +109,7 @@ class MrrLedger:
         return self.first_paid_month is not None and self.mrr == 0
 
 
-@dataclass(frozen=True, slots=True, init=False)  # __init__ written out: compiled (ADR 0018), one per month read
+@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
 class MonthFacts:
     """One account in one calendar month: the unit every company and cohort figure is summed from."""
 
@@ -160,7 +160,7 @@ class MonthFacts:
         object.__setattr__(self, "trial_converted", trial_converted)
 
 
-@dataclass(frozen=True, slots=True, init=False)  # not a NamedTuple: compiled __init__ (ADR 0018)
+@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
 class Movements:
     """One account-month's MRR movements, all non-negative minor units."""
 

@@ -32,7 +32,7 @@ from streams.domain.health import Health, components_of, health_trend, weighted_
 from streams.domain.thresholds import RuleSet
 
 
-@dataclass(frozen=True, slots=True, init=False)  # not a NamedTuple: compiled __init__ (ADR 0018)
+@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
 class Signal:
     """One rule's verdict on one account at as_of."""
 
@@ -612,7 +612,7 @@ def run_rules(
     return out
 
 
-@dataclass(frozen=True, slots=True, init=False)  # not a NamedTuple: compiled __init__ (ADR 0018)
+@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
 class Assessment:
     summary: EngagementSummary
     health: Health
