@@ -56,6 +56,7 @@ WARMUP_SHARE = 0.10  # throughput ignores the first 10% of the topic (joins, reb
 # including the first tick at the new watermark (CHURNWATCH_ALERT_TICK_S, 30 s by default).
 LATENCY_WARMUP_S = 35.0
 QUICK_LATENCY_WARMUP_S = 3.0  # --quick: a smoke run, the number is not meant to be read
+QUICK_PUBLISH_INTERVAL_S = 2.0  # --quick: the workers' CHURNWATCH_PUBLISH_INTERVAL_S (default 30), seconds
 PARTITIONS = 4
 LATENCY_LOAD = 0.7  # the latency phase's rate as a share of worker_eps (issue 9: 70 %); --latency-only may set another
 
@@ -288,6 +289,7 @@ class Workers:
     work: Path
     run_id: str
     procs: list[WorkerProc] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)  # settings every worker of this run gets (CHURNWATCH_*)
 
     def start(self, name: str, *, prefix: str, app_id: str, store: str = "memory://",
               data_dir: Path | None = None) -> WorkerProc:
@@ -300,6 +302,7 @@ class Workers:
             "CHURNWATCH_TOPIC_PARTITIONS": str(PARTITIONS), "CHURNWATCH_STORE": store,
             "CHURNWATCH_DATA_DIR": str(data_dir or self.work / f"data-{name}"),
             "CHURNWATCH_WEB_PORT": str(port), "CHURNWATCH_LOG_LEVEL": "WARNING",
+            **self.env,
         }
         log = self.work / f"worker-{name}.log"
         started = time.monotonic()
@@ -816,6 +819,11 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
     result: dict[str, Any] = {"events": plan.events, "accounts": plan.accounts, "days": days,
                               "events_per_account_day": round(plan.events / plan.accounts / days, 1),
                               "machine": machine_facts(), "run_id": run_id}
+    if getattr(args, "quick", False):
+        # The smoke run's health probes come back within seconds: at the default 30-s interval the latency phase
+        # waited ~30 s for them after its 6 s of load (half of the smoke test's time).
+        workers.env["CHURNWATCH_PUBLISH_INTERVAL_S"] = str(QUICK_PUBLISH_INTERVAL_S)
+        result["publish_interval_s"] = QUICK_PUBLISH_INTERVAL_S
     ok = False
     try:
         log(f"run {run_id}: {plan.events} events, {plan.accounts} accounts, kafka {bootstrap}, work dir {work}")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from streams import stack
-from streams.tools.bench import REQUIRED_KEYS
+from streams.tools.bench import QUICK_PUBLISH_INTERVAL_S, REQUIRED_KEYS
 
 pytestmark = pytest.mark.integration
 
@@ -62,6 +62,8 @@ def test_quick_bench_writes_a_well_formed_result(local_stack: stack.StackConfig,
     assert (isinstance(rocks, int | float) and rocks > 0) or result.get("worker_rocksdb_error")
     assert result["latency_p50_ms"] <= result["latency_p99_ms"] <= result["latency_max_ms"]
     assert result["state_bytes_median"] <= result["state_bytes_p99"]
+    assert result["publish_interval_s"] == QUICK_PUBLISH_INTERVAL_S  # the smoke run's health probes: seconds
+    assert result["health_latency_samples"] > 0
     machine = result["machine"]
     assert machine["cores"] >= 1 and machine["kafka"] == stack.KAFKA_VERSION and machine["python"]
     md = (out / "latest.md").read_text()
