@@ -26,6 +26,7 @@ from streams.domain.engagement import (
     fold_volumes,
     gc_tombstones,
     mark,
+    month_of_day,
     record_nps,
     record_role,
     record_ticket,
@@ -163,8 +164,8 @@ class AccountState:
     @property
     def cohort(self) -> str | None:
         """Activation cohort: the UTC calendar month ("YYYY-MM") of the first payment."""
-        at = utc_from_s(self.first_paid_at_s)
-        return None if at is None else f"{at.year:04d}-{at.month:02d}"
+        first = self.first_paid_at_s
+        return None if first is None else month_of_day(first // DAY_S)
 
     @property
     def last_mrr_rise_s(self) -> int | None:

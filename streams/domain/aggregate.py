@@ -40,7 +40,7 @@ from streams.domain.alerts import (
 )
 from streams.domain.codec import decode_state, encode_state
 from streams.domain.config import DomainConfig
-from streams.domain.engagement import DAY_S
+from streams.domain.engagement import DAY_S, month_of_day
 from streams.domain.hot_events import HotEvent
 from streams.domain.mrr import LateEventError, MrrLedger, apply_billing_event, decode_ledger, encode_ledger
 from streams.domain.thresholds import Thresholds, load_thresholds, thresholds_for
@@ -431,8 +431,7 @@ def nps_responses(agg: AccountAggregate) -> list[NpsResponse]:
 
 
 def _month(at_s: int) -> str:
-    d = datetime.fromtimestamp(at_s, tz=UTC)
-    return f"{d.year:04d}-{d.month:02d}"
+    return month_of_day(at_s // DAY_S)
 
 
 def encode_aggregate(agg: AccountAggregate) -> bytes:
