@@ -32,7 +32,8 @@ from streams.domain.health import Health, components_of, health_trend, weighted_
 from streams.domain.thresholds import RuleSet
 
 
-@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
+# eq=False: equal when every field is, with `describe` compared as the text it gives (see __eq__).
+@dataclass(frozen=True, slots=True, init=False, eq=False)  # written-out __init__: compiled (ADR 0018)
 class Signal:
     """One rule's verdict on one account at as_of."""
 
@@ -44,14 +45,18 @@ class Signal:
     window_days: int | None
     active: bool  # the open threshold is crossed
     clear: bool  # back beyond the clear threshold (never together with active)
-    detail: str = ""
+    # The evidence text (`detail`), or a function that writes it from values taken at the evaluation. Text is
+    # read only when an alert record is written, a few evaluations in thousands; written at every evaluation,
+    # the 13 rules' texts were about a third of an evaluation's time (ADR 0018, 2026-12-06).
+    describe: str | Callable[[], str] = ""
     # Event time (epoch s) at which the open condition started to hold, when the rule knows it (time-driven
     # rules): the episode's start day then does not depend on when the evaluation ran.
     since_s: int | None = None
 
     def __init__(
         self, trigger: str, severity: str, observed: float | None, baseline: float | None, threshold: float | None,
-        window_days: int | None, active: bool, clear: bool, detail: str = "", since_s: int | None = None,
+        window_days: int | None, active: bool, clear: bool, describe: str | Callable[[], str] = "",
+        since_s: int | None = None,
     ) -> None:
         object.__setattr__(self, "trigger", trigger)
         object.__setattr__(self, "severity", severity)
@@ -61,8 +66,26 @@ class Signal:
         object.__setattr__(self, "window_days", window_days)
         object.__setattr__(self, "active", active)
         object.__setattr__(self, "clear", clear)
-        object.__setattr__(self, "detail", detail)
+        object.__setattr__(self, "describe", describe)
         object.__setattr__(self, "since_s", since_s)
+
+    @property
+    def detail(self) -> str:
+        """The evidence text of the alert record."""
+        d = self.describe
+        return d if isinstance(d, str) else d()
+
+    def _compared(self) -> tuple[object, ...]:
+        return (self.trigger, self.severity, self.observed, self.baseline, self.threshold, self.window_days,
+                self.active, self.clear, self.detail, self.since_s)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Signal):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def __hash__(self) -> int:
+        return hash(self._compared())
 
 
 def _as_of_s(as_of: datetime | date | int) -> tuple[int, int]:
@@ -160,7 +183,7 @@ def _window_drop(
         w,
         active,
         not active and not _crossed(base, obs, r.clear_drop_pct),
-        describe.format(obs=obs, base=base, w=w, drop=-drop),
+        lambda: describe.format(obs=obs, base=base, w=w, drop=-drop),
     )
 
 
@@ -207,7 +230,7 @@ def rule_inactivity(
         r.open_days,
         active,
         not active and summary.last7.active_days >= r.clear_active_days,
-        f"no activity for {gap} days (last active {day_date(last).isoformat()})",
+        lambda: f"no activity for {gap} days (last active {day_date(last).isoformat()})",
         (last + r.open_days) * DAY_S,
     )
 
@@ -237,7 +260,7 @@ def rule_nps_detractor(
         r.window_days,
         active,
         not active and worst >= r.clear_min_score,
-        f"{len(detractors)} of {len(recent)} users answering in the last {r.window_days} days scored "
+        lambda: f"{len(detractors)} of {len(recent)} users answering in the last {r.window_days} days scored "
         f"<= {r.open_max_score}; lowest latest answer {worst}",
         min(detractors) if detractors else None,
     )
@@ -268,7 +291,7 @@ def rule_nps_drop(
         r.window_days,
         active,
         not active and drop < r.clear_drop_points,
-        f"account NPS {nps_now:.0f} ({len(now)} answers) vs {nps_then:.0f} {r.window_days} days ago "
+        lambda: f"account NPS {nps_now:.0f} ({len(now)} answers) vs {nps_then:.0f} {r.window_days} days ago "
         f"({len(then)} answers)",
     )
 
@@ -298,7 +321,7 @@ def rule_key_user_removed(
         r.window_days,
         active,
         not active,
-        f"{role} removed on {_iso_day(at_s)}" + ("; a key user was added since" if replaced else ""),
+        lambda: f"{role} removed on {_iso_day(at_s)}" + ("; a key user was added since" if replaced else ""),
         at_s,
     )
 
@@ -323,7 +346,7 @@ def rule_usage_limit_hits(
         w,
         active,
         not active and hits <= r.clear_hits,
-        f"{hits} usage-limit hits in the last {w} days ({prev.limit_hits} in the {w} before)",
+        lambda: f"{hits} usage-limit hits in the last {w} days ({prev.limit_hits} in the {w} before)",
     )
 
 
@@ -334,7 +357,7 @@ def rule_payment_failed(
     r = rs.rules.payment_failed
     if not r.enabled:
         return None
-    attempts = state.failed_payment_attempts
+    attempts, failed_s = state.failed_payment_attempts, state.failed_s
     active = attempts >= r.open_attempts
     return Signal(
         "payment_failed",
@@ -345,9 +368,7 @@ def rule_payment_failed(
         None,
         active,
         attempts == 0,
-        f"payment attempt {attempts} failed on {_iso_day(state.failed_s)}"
-        if attempts
-        else "no open failed payment",
+        (lambda: f"payment attempt {attempts} failed on {_iso_day(failed_s)}") if attempts else "no open failed payment",
         # The episode starts at the failed payment, not at the evaluation that saw it: billing read after later
         # usage is evaluated at the account's current day end (its book never goes back), and the alert id must
         # not depend on that (ADR 0004).
@@ -406,7 +427,7 @@ def rule_downgrade(
         r.window_days,
         active,
         clear,
-        f"{what} {observed:.0f} vs {baseline:.0f} at the highest within {r.window_days} days (-{drop:.0f}%)",
+        lambda: f"{what} {observed:.0f} vs {baseline:.0f} at the highest within {r.window_days} days (-{drop:.0f}%)",
         state.snapshot_s if active else None,
     )
 
@@ -434,7 +455,7 @@ def rule_cancellation_scheduled(
     effective = state.cancel_effective_s
     days_left = None if effective is None else max(0, effective // DAY_S - day)
     severity = r.severity if days_left is None else r.severity_at(days_left)
-    when = "at the end of the period" if effective is None else f"on {_iso_day(effective)}"
+    cancel_s = state.cancel_s
     return Signal(
         "cancellation_scheduled",
         severity,
@@ -444,8 +465,9 @@ def rule_cancellation_scheduled(
         None,
         True,
         False,
-        f"cancellation scheduled on {_iso_day(state.cancel_s)}, takes effect {when}",
-        state.cancel_s,
+        lambda: f"cancellation scheduled on {_iso_day(cancel_s)}, takes effect "
+        + ("at the end of the period" if effective is None else f"on {_iso_day(effective)}"),
+        cancel_s,
     )
 
 
@@ -462,7 +484,9 @@ def rule_renewal_risk(
     day, _ = _as_of_s(as_of)
     days_left = renews // DAY_S - day
     score = health.score
-    detail = f"renews on {_iso_day(renews)} (in {days_left} days), health {score}"
+    def detail() -> str:
+        return f"renews on {_iso_day(renews)} (in {days_left} days), health {score}"
+
     if days_left < 0:
         return Signal(
             "renewal_risk", r.severity, score, None, r.open_below_score, r.within_days, False, False, detail
@@ -505,7 +529,8 @@ def rule_ticket_spike(
         7,
         active,
         not active and last7 <= r.clear_tickets,
-        f"{last7} tickets opened in the last 7 days vs {weekly:.1f} a week over the {r.baseline_weeks} weeks before",
+        lambda: f"{last7} tickets opened in the last 7 days vs {weekly:.1f} a week over the {r.baseline_weeks} weeks "
+        "before",
     )
 
 
@@ -519,7 +544,8 @@ def rule_activation_stalled(
         return None
     day, _ = _as_of_s(as_of)
     days = max(0, day - started // DAY_S)
-    if state.engagement.first_value_s is not None:
+    first_value = state.engagement.first_value_s
+    if first_value is not None:
         return Signal(
             "activation_stalled",
             r.severity,
@@ -529,7 +555,7 @@ def rule_activation_stalled(
             r.open_days,
             False,
             True,
-            f"first value on {_iso_day(state.engagement.first_value_s)}",
+            lambda: f"first value on {_iso_day(first_value)}",
         )
     active = days >= r.open_days
     return Signal(
@@ -541,7 +567,7 @@ def rule_activation_stalled(
         r.open_days,
         active,
         False,
-        f"started on {_iso_day(started)}, no first value after {days} days",
+        lambda: f"started on {_iso_day(started)}, no first value after {days} days",
         (started // DAY_S + r.open_days) * DAY_S,
     )
 
@@ -564,10 +590,8 @@ def rule_low_health(
         None,
         active,
         not active and score >= r.clear_at_score,
-        "weakest components: "
-        + ", ".join(
-            f"{name} {value:.0f}"
-            for name, value in sorted(health.components.items(), key=lambda kv: kv[1])[:3]
+        lambda: "weakest components: " + ", ".join(
+            f"{name} {value:.0f}" for name, value in sorted(health.components.items(), key=lambda kv: kv[1])[:3]
         ),
     )
 

@@ -511,3 +511,18 @@ def test_rules_read_no_state_they_should_not_change() -> None:
     before = encode_state(state)
     assess(state, d(7, 30), RS, CONFIG)
     assert encode_state(state) == before
+
+
+def test_a_signal_whose_text_is_written_on_demand_equals_the_one_with_the_text() -> None:
+    calls = []
+
+    def text() -> str:
+        calls.append(1)
+        return "no activity for 12 days"
+
+    lazy = Signal("inactivity", "high", 12.0, None, 10.0, 30, True, False, text)
+    assert calls == []  # nothing written until the text is read (an alert record, a comparison)
+    eager = Signal("inactivity", "high", 12.0, None, 10.0, 30, True, False, "no activity for 12 days")
+    assert lazy.detail == "no activity for 12 days"
+    assert lazy == eager and hash(lazy) == hash(eager)
+    assert lazy != Signal("inactivity", "high", 12.0, None, 10.0, 30, True, False, "another text")
