@@ -45,9 +45,9 @@ class Signal:
     window_days: int | None
     active: bool  # the open threshold is crossed
     clear: bool  # back beyond the clear threshold (never together with active)
-    # The evidence text (`detail`), or a function that writes it from values taken at the evaluation. Text is
-    # read only when an alert record is written, a few evaluations in thousands; written at every evaluation,
-    # the 13 rules' texts were about a third of an evaluation's time (ADR 0018, 2026-12-06).
+    # The evidence text (`detail`), or a function that writes it from values taken at the evaluation. The text
+    # is read only when an alert record is written; written at every evaluation, the rules' texts took about a
+    # sixth of an evaluation's time (ADR 0018, addendum of 2026-12-06).
     describe: str | Callable[[], str] = ""
     # Event time (epoch s) at which the open condition started to hold, when the rule knows it (time-driven
     # rules): the episode's start day then does not depend on when the evaluation ran.
