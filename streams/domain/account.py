@@ -26,7 +26,6 @@ from streams.domain.engagement import (
     fold_volumes,
     gc_tombstones,
     mark,
-    month_of_day,
     record_nps,
     record_role,
     record_ticket,
@@ -34,6 +33,7 @@ from streams.domain.engagement import (
     utc_from_s,
 )
 from streams.domain.hot_events import HotEvent
+from streams.domain.mrr import month_of_day
 
 Status = Literal["none", "trialing", "active", "past_due", "paused", "canceled"]
 Stage = Literal["trial", "onboarding", "adoption", "retention", "expansion", "churned", "reactivated"]

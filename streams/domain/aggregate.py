@@ -40,9 +40,16 @@ from streams.domain.alerts import (
 )
 from streams.domain.codec import decode_state, encode_state
 from streams.domain.config import DomainConfig
-from streams.domain.engagement import DAY_S, month_of_day
+from streams.domain.engagement import DAY_S
 from streams.domain.hot_events import HotEvent
-from streams.domain.mrr import LateEventError, MrrLedger, apply_billing_event, decode_ledger, encode_ledger
+from streams.domain.mrr import (
+    LateEventError,
+    MrrLedger,
+    apply_billing_event,
+    decode_ledger,
+    encode_ledger,
+    month_of_day,
+)
 from streams.domain.thresholds import Thresholds, load_thresholds, thresholds_for
 
 # Triggers decided by billing registers alone: evaluated right after the billing event (immediate alerts).
@@ -409,10 +416,10 @@ def record_nps_response(agg: AccountAggregate, event: Any, at_s: int | None = No
     event's whole epoch seconds when the caller has them."""
     if at_s is None:
         at_s = int(event.occurred_at.timestamp())
-    month = _month(at_s)
+    month = month_of_day(at_s // DAY_S)
     keep = []
     for item in agg.nps:
-        if item[2] == event.user_id and _month(item[0]) == month:
+        if item[2] == event.user_id and month_of_day(item[0] // DAY_S) == month:
             if (item[0], item[1]) >= (at_s, event.event_id):
                 return False  # an equal or newer answer of this user this month is already kept
             continue
@@ -428,10 +435,6 @@ def nps_responses(agg: AccountAggregate) -> list[NpsResponse]:
         NpsResponse(datetime.fromtimestamp(at, tz=UTC), eid, agg.account_id, user, score)
         for at, eid, user, score in agg.nps
     ]
-
-
-def _month(at_s: int) -> str:
-    return month_of_day(at_s // DAY_S)
 
 
 def encode_aggregate(agg: AccountAggregate) -> bytes:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from streams.domain.config import DEFAULT_KEY_ROLES
@@ -50,14 +49,6 @@ def day_index(at: datetime | date | int) -> int:
 
 def day_date(day: int) -> date:
     return date.fromordinal(EPOCH_DATE.toordinal() + day)
-
-
-@lru_cache(maxsize=4096)
-def month_of_day(day: int) -> str:
-    """The UTC calendar month ("YYYY-MM") of a day index. Memoised: asked at every evaluation (the account's
-    cohort), where building the datetime and formatting it was 3 % of an evaluation-heavy replay."""
-    d = day_date(day)
-    return f"{d.year:04d}-{d.month:02d}"
 
 
 def utc_from_s(seconds: int | None) -> datetime | None:

@@ -11,14 +11,12 @@ from hypothesis import strategies as st
 from streams.domain.account import advance, apply_event
 from streams.domain.config import DomainConfig
 from streams.domain.engagement import (
-    DAY_S,
     SESSIONS,
     TICKETS_OPENED,
     Engagement,
     day_index,
     engagement_summary,
     fingerprint,
-    month_of_day,
     summary_windows,
     tickets_opened,
     window_figures,
@@ -241,12 +239,3 @@ def test_tickets_opened_over_a_window_are_the_tickets_window_figures_counts(
     eng = Engagement(clock_day=130, days=dict(days))
     assert tickets_opened(eng, first, first + length - 1) == window_figures(eng, first, first + length - 1).tickets
 
-
-def test_the_month_of_a_day_is_its_utc_calendar_month_across_month_year_and_leap_day_ends() -> None:
-    ends = [date(2024, 2, 28), date(2024, 2, 29), date(2024, 3, 1), date(2025, 12, 31), date(2026, 1, 1),
-            date(1970, 1, 1), date(2100, 2, 28), date(2100, 3, 1)]
-    for d in ends:
-        assert month_of_day(day_index(d)) == f"{d.year:04d}-{d.month:02d}"
-    for day in range(day_index(date(2023, 1, 1)), day_index(date(2027, 1, 1))):
-        at = datetime.fromtimestamp(day * DAY_S + DAY_S - 1, UTC)  # the day's last second is still that month
-        assert month_of_day(day) == at.strftime("%Y-%m")

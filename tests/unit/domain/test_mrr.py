@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.domain.engagement import DAY_S, day_index
 from streams.domain.mrr import (
     LateEventError,
     MonthFacts,
@@ -20,6 +21,7 @@ from streams.domain.mrr import (
     decode_ledger,
     encode_ledger,
     month_end_mrr,
+    month_of_day,
     months_between,
 )
 from tests.support.batch_metrics import build_accounts
@@ -400,3 +402,13 @@ def test_changed_months_are_exactly_the_months_whose_facts_changed(
 def test_any_ledger_survives_the_codec(events: list[Any], lateness_days: int) -> None:
     ledger = ledger_of(in_time_order(events), "acct", lateness=timedelta(days=lateness_days))
     assert decode_ledger(orjson.loads(orjson.dumps(encode_ledger(ledger)))) == ledger
+
+
+def test_the_month_of_a_day_is_its_utc_calendar_month_across_month_year_and_leap_day_ends() -> None:
+    ends = [date(2024, 2, 28), date(2024, 2, 29), date(2024, 3, 1), date(2025, 12, 31), date(2026, 1, 1),
+            date(1970, 1, 1), date(2100, 2, 28), date(2100, 3, 1)]
+    for d in ends:
+        assert month_of_day(day_index(d)) == f"{d.year:04d}-{d.month:02d}"
+    for day in range(day_index(date(2023, 1, 1)), day_index(date(2027, 1, 1))):
+        at = datetime.fromtimestamp(day * DAY_S + DAY_S - 1, UTC)  # the day's last second is still that month
+        assert month_of_day(day) == at.strftime("%Y-%m")
