@@ -355,7 +355,15 @@ def apply_event(
     first = state.first_seen_day
     if first is None or day < first:
         state.first_seen_day = day
-    if _HANDLERS[etype](state, event, at_s, day, config) or refresh:
+    # The two usage types that are most events are called directly: a call through the table goes through the
+    # generic (boxed, keyword-parsing) call path of the compiled build.
+    if etype == "feature.used":
+        changed = _feature(state, event, at_s, day, config)
+    elif etype == "session.started":
+        changed = _session(state, event, at_s, day, config)
+    else:
+        changed = _HANDLERS[etype](state, event, at_s, day, config)
+    if changed or refresh:
         state.stage = lifecycle_stage(state, state.as_of_day, config)
     return ApplyResult(state, "processed", [])
 
@@ -428,7 +436,8 @@ def _forget_before(state: AccountState, bound_day: int, *, billing: bool) -> Non
 def _snapshot(state: AccountState, ev: Any, at_s: int, day: int, config: DomainConfig) -> bool:
     etype = ev.type
     renews = epoch_s(ev.renews_at)
-    prev = getattr(ev, "previous_mrr", None)
+    # Only subscription.changed has the field; getattr with a default would raise and catch inside for the rest.
+    prev = ev.previous_mrr if etype == "subscription.changed" else None
     if prev is not None and ev.mrr > prev and (state.mrr_rose_s is None or at_s > state.mrr_rose_s):
         state.mrr_rose_s = at_s
     point = (at_s, ev.mrr)

@@ -33,21 +33,22 @@ def test_an_upgrade_without_seat_history_is_not_a_downgrade_and_does_not_crash()
 
 def test_a_domain_failure_dead_letters_that_event_and_the_batch_goes_on(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     # The bug is planted in the handler table, a dict the (possibly compiled, ADR 0018) domain looks up per event:
-    # patching a module function would not reach code compiled with mypyc.
+    # patching a module function would not reach code compiled with mypyc. (feature.used and session.started are
+    # called directly, not through the table: user.added is.)
     from streams.domain import account
 
-    real = account._HANDLERS["session.started"]
+    real = account._HANDLERS["user.added"]
 
     def flaky(state, event, *args):  # type: ignore[no-untyped-def]
         if event.event_id == "boom":
             raise RuntimeError("simulated bug")
         return real(state, event, *args)
 
-    monkeypatch.setitem(account._HANDLERS, "session.started", flaky)
-    good = b'{"event_id":"ok","account_id":"a","type":"session.started","user_id":"u","occurred_at":"2026-03-01T00:00:00Z"}'
+    monkeypatch.setitem(account._HANDLERS, "user.added", flaky)
+    good = b'{"event_id":"ok","account_id":"a","type":"user.added","user_id":"u","occurred_at":"2026-03-01T00:00:00Z"}'
     bad = good.replace(b'"ok"', b'"boom"')
     out = process_batch([InputRecord(bad, "t", 0, 1), InputRecord(good, "t", 0, 2)], lambda a: None, CONFIG,
                         max_event_bytes=65536)
     assert [d.reason for d in out.dead_letters] == ["processing_error"]
     assert "simulated bug" in out.dead_letters[0].message
-    assert out.tally[("t", "session.started", "processed")] == 1
+    assert out.tally[("t", "user.added", "processed")] == 1
