@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from schemas.events import BILLING_TYPES
+from streams import replay
 from streams.replay import PackedLines, ReplayResult, replay_lines
 from streams.tools.simulate import generate
 
@@ -62,6 +63,14 @@ def test_a_replay_split_over_processes_gives_the_same_states_counts_and_portfoli
     assert split.portfolio is not None and one.portfolio is not None
     assert split.portfolio.summary_json() == one.portfolio.summary_json()
     assert split.portfolio.cells_json() == one.portfolio.cells_json()
+
+
+def test_states_sent_back_in_many_chunks_merge_into_the_same_states(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A forked process sends its ~30 states of the world 7 at a time (the forked process inherits the patch).
+    monkeypatch.setattr(replay, "MERGE_CHUNK_STATES", 7)
+    one, split = replayed(1), replayed(2)
+    assert len(split.states) == len(one.states) > 2 * 7
+    assert split.encoded_states() == one.encoded_states()
 
 
 def test_a_split_replay_publishes_the_same_alerts_each_account_in_its_own_order() -> None:
