@@ -40,7 +40,7 @@ from streams.domain.alerts import (
 )
 from streams.domain.codec import decode_state, encode_state
 from streams.domain.config import DomainConfig
-from streams.domain.engagement import DAY_S
+from streams.domain.engagement import DAY_S, utc_of
 from streams.domain.hot_events import HotEvent
 from streams.domain.mrr import (
     LateEventError,
@@ -135,10 +135,6 @@ def new_aggregate(account_id: str) -> AccountAggregate:
     return AccountAggregate(new_account(account_id), MrrLedger(account_id))
 
 
-def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=UTC)
-
-
 def _newest_event_s(state: AccountState) -> int | None:
     usage, billing = state.last_event_s, state.last_billing_s
     if usage is None:
@@ -174,7 +170,7 @@ def _evaluate_at(
     else:
         triggers = _not_billing_trigger
     _, records = evaluate_account(
-        _book(agg), state, _utc(as_of_s), rules.for_account(state), rules.config,
+        _book(agg), state, utc_of(as_of_s), rules.for_account(state), rules.config,
         triggered_by_event_at=triggered_by, triggers=triggers,
     )
     return records
@@ -248,7 +244,7 @@ def close_days(
         # triggered_by: the day's newest usage event for a day the account was active; a silent day's end is a
         # pure time tick.
         last = agg.state.last_event_s
-        cause = _utc(last) if last is not None and last // DAY_S == day else None
+        cause = utc_of(last) if last is not None and last // DAY_S == day else None
         records.extend(_evaluate_at(agg, at_s, rules, cause))
     return Released(records, ledger_changed)
 

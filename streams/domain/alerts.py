@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import orjson
@@ -31,7 +31,7 @@ from schemas.alerts import (
 from streams.domain.account import AccountState
 from streams.domain.cohorts import CohortCell, CompanyMonth
 from streams.domain.config import DomainConfig
-from streams.domain.engagement import DAY_S, day_date
+from streams.domain.engagement import DAY_S, day_date, epoch_of, utc_of
 from streams.domain.health import Health
 from streams.domain.rules import Signal, assess
 from streams.domain.thresholds import RANK, Playbook, RuleSet, Thresholds
@@ -164,16 +164,6 @@ def _portfolio_alert_id(trigger: str, key: str) -> str:
     return hashlib.sha256(orjson.dumps([PORTFOLIO_ACCOUNT, trigger, key])).hexdigest()[:24]
 
 
-def _utc(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
-
-
-def _epoch(at: datetime) -> int:
-    if at.tzinfo is None:
-        raise ValueError("as_of must carry a timezone")
-    return int(at.timestamp())
-
-
 # --- records --------------------------------------------------------------------------------------------------
 
 
@@ -255,10 +245,10 @@ class _Emitter:
                 lifecycle_stage=None if ctx is None else ctx.stage,
                 plan=None if ctx is None else ctx.plan,
                 action_plan=plan,
-                opened_at=_utc(slot.opened_at_s),
-                occurred_at=_utc(self.now_s),
+                opened_at=utc_of(slot.opened_at_s),
+                occurred_at=utc_of(self.now_s),
                 triggered_by_event_at=self.triggered_by,
-                snoozed_until=_utc(slot.snoozed_until_s) if slot.snoozed_until_s > self.now_s else None,
+                snoozed_until=utc_of(slot.snoozed_until_s) if slot.snoozed_until_s > self.now_s else None,
                 actor=actor,
                 note=note,
             )
@@ -391,7 +381,7 @@ def evaluate(
     Time never goes backwards: as_of earlier than the book's clock is taken as the book's clock.
     """
     context = context or AlertContext()
-    now_s = max(_epoch(as_of), book.as_of_s)
+    now_s = max(epoch_of(as_of), book.as_of_s)
     book.as_of_s = now_s
     ctx = book.context = _context_of(state, context)
     health = context.health
@@ -470,8 +460,8 @@ def evaluate_account(
 
     `triggers`, when given, selects which triggers this checkpoint may decide; the others keep their state.
     """
-    now_s = max(_epoch(as_of), book.as_of_s)
-    when = _utc(now_s)
+    now_s = max(epoch_of(as_of), book.as_of_s)
+    when = utc_of(now_s)
     if state.status == "canceled" and not any(slot.is_open for slot in book.slots.values()):
         book.as_of_s = now_s  # a lost customer with nothing open: no rule can open anything
         return book, []
@@ -496,7 +486,7 @@ def apply_action(
     """
     if action.account_id != book.account_id:
         return book, []
-    now_s = max(_epoch(as_of), book.as_of_s)
+    now_s = max(epoch_of(as_of), book.as_of_s)
     book.as_of_s = now_s
     trigger: str | None = action.trigger
     if action.alert_id is not None:
@@ -520,7 +510,7 @@ def apply_action(
         em.emit(trigger, slot, "acknowledged", actor=who, note=note)
     elif action.action == "snooze":
         assert action.snooze_until is not None
-        until = _epoch(action.snooze_until)
+        until = epoch_of(action.snooze_until)
         if until <= now_s or (slot.status == "snoozed" and slot.snoozed_until_s == until):
             return book, []
         slot.snoozed_until_s = until
@@ -559,7 +549,7 @@ def open_alerts(book: AlertBook) -> list[dict[str, Any]]:
 
 
 def _iso(seconds: int) -> str:
-    return _utc(seconds).isoformat().replace("+00:00", "Z")
+    return utc_of(seconds).isoformat().replace("+00:00", "Z")
 
 
 def encode_book(book: AlertBook) -> list[Any]:

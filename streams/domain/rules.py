@@ -26,6 +26,7 @@ from streams.domain.engagement import (
     day_date,
     day_index,
     engagement_summary,
+    epoch_of,
     tickets_opened,
 )
 from streams.domain.health import Health, components_of, health_trend, weighted_score
@@ -91,9 +92,7 @@ class Signal:
 def _as_of_s(as_of: datetime | date | int) -> tuple[int, int]:
     """(day index, epoch seconds) of as_of; a date or a day index means the end of that UTC day."""
     if isinstance(as_of, datetime):
-        if as_of.tzinfo is None:
-            raise ValueError("datetimes must carry a timezone")  # as day_index says
-        seconds = int(as_of.timestamp())  # once: every rule asks, at every evaluation
+        seconds = epoch_of(as_of)  # every rule asks, at every evaluation: converted once (engagement.epoch_of)
         return seconds // DAY_S, seconds
     day = day_index(as_of)
     return day, (day + 1) * DAY_S - 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -16,9 +16,11 @@ from streams.domain.engagement import (
     Engagement,
     day_index,
     engagement_summary,
+    epoch_of,
     fingerprint,
     summary_windows,
     tickets_opened,
+    utc_of,
     window_figures,
 )
 from tests.unit.domain.factories import at, event, feature, session, state_of
@@ -64,6 +66,22 @@ def test_day_index_counts_days_since_1970_and_rejects_naive_datetimes() -> None:
     assert day_index(at("2024-05-01T23:59:59Z")) == day_index(date(2024, 5, 1)) == 19844
     with pytest.raises(ValueError):
         day_index(datetime(2024, 5, 1))
+
+
+def test_epoch_and_utc_conversions_give_each_datetime_its_own_seconds_whatever_was_converted_before() -> None:
+    # epoch_of and utc_of remember their last conversion; equal-looking or alternating inputs must not mix up.
+    berlin = timezone(timedelta(hours=1))
+    noon_utc = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    noon_berlin = datetime(2024, 5, 1, 12, tzinfo=berlin)
+    for _ in range(2):
+        assert epoch_of(noon_utc) == 1_714_564_800
+        assert epoch_of(noon_berlin) == 1_714_564_800 - 3600
+        assert epoch_of(datetime(2024, 5, 1, 12, 0, 0, 999_999, tzinfo=UTC)) == 1_714_564_800
+    assert utc_of(1_714_564_800) == noon_utc and utc_of(1_714_564_800).tzinfo is UTC
+    assert epoch_of(utc_of(1_714_564_801)) == 1_714_564_801
+    assert utc_of(0) == datetime(1970, 1, 1, tzinfo=UTC)
+    with pytest.raises(ValueError):
+        epoch_of(datetime(2024, 5, 1))
 
 
 def test_fingerprints_are_stable_crc32_values_not_pythons_salted_hash() -> None:
