@@ -43,6 +43,11 @@ class HealthWeights(_Frozen):
         """Component name -> weight / sum of weights (sums to 1.0); computed once per (frozen) instance."""
         return dict(self._normalised)
 
+    @cached_property
+    def shares(self) -> tuple[tuple[str, float], ...]:
+        """`normalised()` as (component, share) pairs, without a copy per call: every health score reads them."""
+        return tuple(self._normalised.items())
+
 
 class HealthTargets(_Frozen):
     """The level at which a component reaches 100 (or 0 for penalties); see docs/health-score.md."""

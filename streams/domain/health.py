@@ -113,7 +113,9 @@ def components_of(state: AccountState, summary: EngagementSummary, t: HealthTarg
 
 def weighted_score(components: dict[str, float], weights: HealthWeights) -> int:
     """Sum of component x normalised weight, rounded half up, 0..100."""
-    total = sum(components[name] * w for name, w in weights.normalised().items())
+    total = 0.0
+    for name, share in weights.shares:
+        total += components[name] * share
     return max(0, min(100, int(total + 0.5)))
 
 

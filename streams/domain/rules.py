@@ -30,7 +30,7 @@ from streams.domain.engagement import (
     tickets_opened,
 )
 from streams.domain.health import Health, components_of, health_trend, weighted_score
-from streams.domain.thresholds import RuleSet
+from streams.domain.thresholds import RANK, LadderRule, RuleSet
 
 
 # eq=False: equal when every field is, with `describe` compared as the text it gives (see __eq__).
@@ -96,6 +96,18 @@ def _as_of_s(as_of: datetime | date | int) -> tuple[int, int]:
         return seconds // DAY_S, seconds
     day = day_index(as_of)
     return day, (day + 1) * DAY_S - 1
+
+
+def severity_at(r: LadderRule, measure: float) -> str:
+    """The rule's opening severity raised to the highest rung of its `escalate` ladder that `measure` reaches
+    (at or above the rung's level for a HIGHER_IS_WORSE rule, at or below it otherwise)."""
+    severity = r.severity
+    rank = RANK[severity]
+    worse = r.HIGHER_IS_WORSE
+    for name, level in r.escalate.items():
+        if level is not None and (measure >= level if worse else measure <= level) and RANK[name] > rank:
+            severity, rank = name, RANK[name]
+    return severity
 
 
 def _pct_drop(baseline: float, observed: float) -> float:
@@ -175,7 +187,7 @@ def _window_drop(
     active = _crossed(base, obs, r.open_drop_pct)
     return Signal(
         trigger,
-        r.severity_at(drop),
+        severity_at(r, drop),
         obs,
         base,
         round(base * (1 - r.open_drop_pct / 100), 2),
@@ -222,7 +234,7 @@ def rule_inactivity(
     active = gap >= r.open_days
     return Signal(
         "inactivity",
-        r.severity_at(gap),
+        severity_at(r, gap),
         gap,
         None,
         r.open_days,
@@ -252,7 +264,7 @@ def rule_nps_detractor(
     active = bool(detractors)
     return Signal(
         "nps_detractor",
-        r.severity_at(worst),
+        severity_at(r, worst),
         worst,
         None if summary.nps is None else round(summary.nps, 1),
         r.open_max_score,
@@ -283,7 +295,7 @@ def rule_nps_drop(
     active = drop >= r.open_drop_points
     return Signal(
         "nps_drop",
-        r.severity_at(drop),
+        severity_at(r, drop),
         round(nps_now, 1),
         round(nps_then, 1),
         round(nps_then - r.open_drop_points, 1),
@@ -338,7 +350,7 @@ def rule_usage_limit_hits(
     active = hits >= r.open_hits
     return Signal(
         "usage_limit_hits",
-        r.severity_at(hits),
+        severity_at(r, hits),
         hits,
         prev.limit_hits,
         r.open_hits,
@@ -360,7 +372,7 @@ def rule_payment_failed(
     active = attempts >= r.open_attempts
     return Signal(
         "payment_failed",
-        r.severity_at(attempts),
+        severity_at(r, attempts),
         attempts,
         None,
         r.open_attempts,
@@ -419,7 +431,7 @@ def rule_downgrade(
         observed, baseline, what = float(cur_mrr), float(peak_mrr), "MRR (minor units)"
     return Signal(
         "downgrade",
-        r.severity_at(drop),
+        severity_at(r, drop),
         observed,
         baseline,
         round(baseline * (1 - r.open_contraction_pct / 100), 2),
@@ -453,7 +465,7 @@ def rule_cancellation_scheduled(
     day, _ = _as_of_s(as_of)
     effective = state.cancel_effective_s
     days_left = None if effective is None else max(0, effective // DAY_S - day)
-    severity = r.severity if days_left is None else r.severity_at(days_left)
+    severity = r.severity if days_left is None else severity_at(r, days_left)
     cancel_s = state.cancel_s
     return Signal(
         "cancellation_scheduled",
@@ -494,7 +506,7 @@ def rule_renewal_risk(
     active = in_window and score < r.open_below_score
     return Signal(
         "renewal_risk",
-        r.severity_at(days_left),
+        severity_at(r, days_left),
         score,
         None,
         r.open_below_score,
@@ -521,7 +533,7 @@ def rule_ticket_spike(
     active = last7 >= threshold
     return Signal(
         "ticket_spike",
-        r.severity_at(last7),
+        severity_at(r, last7),
         last7,
         round(weekly, 2),
         round(threshold, 2),
@@ -559,7 +571,7 @@ def rule_activation_stalled(
     active = days >= r.open_days
     return Signal(
         "activation_stalled",
-        r.severity_at(days),
+        severity_at(r, days),
         days,
         None,
         r.open_days,
@@ -582,7 +594,7 @@ def rule_low_health(
     active = score < r.open_below_score
     return Signal(
         "low_health",
-        r.severity_at(score),
+        severity_at(r, score),
         score,
         round(score - health.trend, 1),
         r.open_below_score,

@@ -72,16 +72,8 @@ class LadderRule(RuleConfig):
             previous = level
         return self
 
-    def severity_at(self, measure: float) -> str:
-        """The opening severity raised to the highest rung the measure reaches."""
-        severity = self.severity
-        worse = self.HIGHER_IS_WORSE
-        for name, level in self.escalate.items():
-            if level is None:
-                continue
-            if (measure >= level if worse else measure <= level) and RANK[name] > RANK[severity]:
-                severity = name
-        return severity
+    # The severity a measure reaches on this ladder is rules.severity_at (compiled; a method here would run in the
+    # interpreter, ~1 us, up to eight times an evaluation).
 
 
 class UsageFrequencyDropRule(LadderRule):

@@ -526,3 +526,13 @@ def test_a_signal_whose_text_is_written_on_demand_equals_the_one_with_the_text()
     assert lazy.detail == "no activity for 12 days"
     assert lazy == eager and hash(lazy) == hash(eager)
     assert lazy != Signal("inactivity", "high", 12.0, None, 10.0, 30, True, False, "another text")
+
+
+def test_a_ladder_raises_the_severity_to_the_highest_rung_the_measure_reaches_either_way() -> None:
+    defaults = load_thresholds(None).rules
+    # low_health: lower is worse, medium opens, high at 30, critical at 20 (health score).
+    assert [rules.severity_at(defaults.low_health, s) for s in (39, 30, 25, 20, 5)] == [
+        "medium", "high", "high", "critical", "critical"]
+    # inactivity: higher is worse, medium opens, high at 30, critical at 60 (days inactive).
+    assert [rules.severity_at(defaults.inactivity, d) for d in (14, 29, 30, 59, 60, 90)] == [
+        "medium", "medium", "high", "high", "critical", "critical"]

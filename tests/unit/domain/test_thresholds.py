@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from schemas.alerts import ACCOUNT_TRIGGERS, PORTFOLIO_TRIGGERS
+from streams.domain.rules import severity_at
 from streams.domain.thresholds import (
     DEFAULT_PATH,
     Rules,
@@ -67,7 +68,7 @@ def test_an_empty_or_comment_only_file_means_the_defaults(tmp_path: Path) -> Non
 
 def test_a_ladder_rung_set_to_null_is_removed(tmp_path: Path) -> None:
     th = load_thresholds(write(tmp_path, "rules:\n  inactivity:\n    escalate: {critical: null}\n"))
-    assert th.rules.inactivity.severity_at(100) == "high"
+    assert severity_at(th.rules.inactivity, 100) == "high"
 
 
 def test_deep_merge_merges_mappings_and_replaces_lists_and_scalars() -> None:
@@ -198,7 +199,7 @@ def test_overrides_apply_by_segment_trait_with_a_list_of_values(tmp_path: Path) 
     th = load_thresholds(write(tmp_path, OVERRIDES))
     smb = thresholds_for(th, "team", {"segment": "self-serve"})
     assert smb.rules.inactivity.open_days == 7
-    assert smb.rules.inactivity.severity_at(90) == "high"
+    assert severity_at(smb.rules.inactivity, 90) == "high"
     assert thresholds_for(th, "team", {"segment": "mid-market"}).rules.inactivity.open_days == 14
 
 
