@@ -155,7 +155,8 @@ def billing_moved_behind_usage(lines: tuple[bytes, ...], n: int) -> list[bytes]:
 
     moved = [i for i, e in events.items() if e.get("type") in BILLING_TYPES and usage_after(i)][:n]
     assert len(moved) == n
-    return [line for i, line in enumerate(lines) if i not in set(moved)] + [lines[i] for i in moved]
+    skip = set(moved)
+    return [line for i, line in enumerate(lines) if i not in skip] + [lines[i] for i in moved]
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
