@@ -22,6 +22,7 @@ from streams.domain.engagement import (
     Engagement,
     bucket,
     day_index,
+    epoch_of,
     fingerprint,
     fold_volumes,
     gc_tombstones,
@@ -272,7 +273,7 @@ def epoch_s(at: datetime | None) -> int | None:
     """Whole epoch seconds of a payload time (the schema makes them aware UTC; a naive one is taken as UTC)."""
     if at is None:
         return None
-    return int((at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp())
+    return epoch_of(at if at.tzinfo is not None else at.replace(tzinfo=UTC))
 
 
 def bounded_traits(traits: dict[str, str], config: DomainConfig) -> dict[str, str]:
@@ -319,7 +320,7 @@ def apply_event(
     if efp in state.seen_fps:
         return ApplyResult(state, "duplicate", [])
     if at_s is None:
-        at_s = int(event.occurred_at.timestamp())
+        at_s = epoch_of(event.occurred_at)
     day = at_s // DAY_S
     last = state.last_billing_s if billing else state.last_event_s
     if last is not None and day < last // DAY_S - config.allowed_lateness_days:

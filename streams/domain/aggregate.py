@@ -40,7 +40,7 @@ from streams.domain.alerts import (
 )
 from streams.domain.codec import decode_state, encode_state
 from streams.domain.config import DomainConfig
-from streams.domain.engagement import DAY_S, utc_of
+from streams.domain.engagement import DAY_S, epoch_of, utc_of
 from streams.domain.hot_events import HotEvent
 from streams.domain.mrr import (
     LateEventError,
@@ -265,8 +265,9 @@ def tick(agg: AccountAggregate, watermark: datetime, rules: Rules, front: dateti
     held billing up to the usage front (newest usage of the partition; the watermark when not given)."""
     held_before = len(agg.held)
     evaluated_before = agg.book.as_of_s if agg.book is not None else 0
-    closed = close_days(agg, rules, int(watermark.timestamp()) // DAY_S)
-    front_s = int((front or watermark).timestamp())
+    watermark_s = epoch_of(watermark)
+    closed = close_days(agg, rules, watermark_s // DAY_S)
+    front_s = epoch_of(front) if front is not None else watermark_s
     if front_s > agg.front_s:
         agg.front_s = front_s
     released = release_held(agg, rules.config, rules, usage_front(agg))
@@ -281,10 +282,11 @@ def tick(agg: AccountAggregate, watermark: datetime, rules: Rules, front: dateti
 
 def due(agg: AccountAggregate, watermark: datetime, front: datetime | None = None) -> bool:
     """Can a tick at this watermark change the account? Lets the timer skip accounts without evaluating."""
-    if agg.held and agg.held[0][0] <= int((front or watermark).timestamp()):
+    watermark_s = epoch_of(watermark)
+    if agg.held and agg.held[0][0] <= (epoch_of(front) if front is not None else watermark_s):
         return True
     first = _first_open_day(agg)
-    return first is not None and first < int(watermark.timestamp()) // DAY_S
+    return first is not None and first < watermark_s // DAY_S
 
 
 def act(agg: AccountAggregate, action: AlertAction, rules: Rules) -> list[AlertRecord]:
@@ -323,7 +325,7 @@ def apply(
     has it, is int(event.occurred_at.timestamp()) (saves converting the datetime again).
     """
     if at_s is None:
-        at_s = int(event.occurred_at.timestamp())
+        at_s = epoch_of(event.occurred_at)
     if event.type in BILLING_TYPES:
         if at_s > usage_front(agg):
             return _hold(agg, cast(CanonicalEvent, event), at_s, source, offset)  # a hot event is a usage event
@@ -411,7 +413,7 @@ def record_nps_response(agg: AccountAggregate, event: Any, at_s: int | None = No
     """Keep the newest response per (month, user), bounded; True when monthly NPS inputs changed. `at_s`: the
     event's whole epoch seconds when the caller has them."""
     if at_s is None:
-        at_s = int(event.occurred_at.timestamp())
+        at_s = epoch_of(event.occurred_at)
     month = month_of_day(at_s // DAY_S)
     keep = []
     for item in agg.nps:

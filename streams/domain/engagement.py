@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 DAY_S = 86_400
 EPOCH_DATE = date(1970, 1, 1)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Full per-day detail covers this many days: the 30-day window and its 30-day baseline. Per-user and
 # per-feature activity bitmaps are this long, and older day buckets drop their volume counters (feature uses,
 # API calls) down to a 0/1 "used" flag, keeping sessions, limit hits and tickets (see docs/state.md).
@@ -54,9 +55,8 @@ def day_date(day: int) -> date:
 # alert book, and each needs its seconds: converting each time (datetime.timestamp, fromtimestamp: 0.3-0.5 us
 # each, ~15 per evaluation) was a tenth of an evaluation-heavy replay. `epoch_of` matches by identity: the cached
 # object is held, so its id cannot be reused by another one.
-_EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
-_last_epoch: tuple[datetime, int] = (_EPOCH_START, 0)
-_last_utc: tuple[datetime, int] = (_EPOCH_START, 0)
+_last_epoch: tuple[datetime, int] = (EPOCH, 0)
+_last_utc: tuple[datetime, int] = (EPOCH, 0)
 
 
 def epoch_of(at: datetime) -> int:

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any, NamedTuple
 
 from schemas.events import BILLING_TYPES, Envelope, SubscriptionSnapshot
+from streams.domain.engagement import EPOCH
 
 # How far behind the account's newest billing event an event may be and still count. The pipeline passes
 # its configured bound (`allowed_lateness_days`); months entirely older than it are folded and final.
@@ -18,7 +19,6 @@ DEFAULT_LATENESS = timedelta(days=7)
 DEFAULT_RETENTION_MONTHS = 36
 CODEC_VERSION = 1
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 # Subscription statuses as the ledger tracks them (MRR-relevant only; dunning lives elsewhere).
@@ -204,7 +204,7 @@ def month_of(at: datetime) -> str:
 def month_of_day(day: int) -> str:
     """The UTC calendar month of a day index (days since 1970-01-01). Memoised: asked at every evaluation (the
     account's cohort), where building and formatting a datetime each time was 3 % of an evaluation-heavy replay."""
-    return month_of(_EPOCH + timedelta(days=day))
+    return month_of(EPOCH + timedelta(days=day))
 
 
 def add_months(month: str, n: int) -> str:
@@ -217,11 +217,11 @@ def months_between(first: str, last: str) -> list[str]:
 
 
 def _to_us(at: datetime) -> int:
-    return (at.astimezone(UTC) - _EPOCH) // _US
+    return (at.astimezone(UTC) - EPOCH) // _US
 
 
 def _month_index_of_us(at_us: int) -> int:
-    at = _EPOCH + timedelta(microseconds=at_us)
+    at = EPOCH + timedelta(microseconds=at_us)
     return at.year * 12 + at.month - 1
 
 
