@@ -215,16 +215,17 @@ def _replay_sharded(lines: Iterable[bytes], o: _Options, jobs: int, result: Repl
         # Forked before this process reads any line: each child reads the input from its start.
         watermark_s = _replay_shard(lines, o, result, progress, (0, jobs))
         for index, _child, conn in children:
-            watermark_s = max(watermark_s, _receive(conn, index, jobs, "watermark"))
+            watermark_s = max(watermark_s, _receive(conn, index, jobs, "watermark")[1])
         for _index, _child, conn in children:
             conn.send(watermark_s)
         _final_tick(result, o, watermark_s)
         # Every process read every line: the input counts are this one's; the rest is merged. States come in
         # chunks, so that decoding one overlaps the forked process's encoding of the next.
         for index, _child, conn in children:
-            while (states := _receive(conn, index, jobs, "states")) is not None:
-                result.states.update((a, decode_aggregate(v)) for a, v in states.items())
-            part = _receive(conn, index, jobs, "done")
+            kind, part = _receive(conn, index, jobs, "states", "done")
+            while kind == "states":
+                result.states.update((a, decode_aggregate(v)) for a, v in part.items())
+                kind, part = _receive(conn, index, jobs, "states", "done")
             result.alerts.extend(part["alerts"])
             result.tally.update(part["tally"])
             result.dead_letter_reasons.update(part["dead_letter_reasons"])
@@ -264,20 +265,19 @@ class PackedLines:
 MERGE_CHUNK_STATES = 200
 
 
-def _receive(conn: Connection, index: int, jobs: int, expected: str) -> Any:
-    """Replay process `index`'s next message, which must be of kind `expected`; None for a "states" message
-    expected when the process has sent them all. Its error, or its end without a message, as RuntimeError."""
+def _receive(conn: Connection, index: int, jobs: int, *expected: str) -> tuple[str, Any]:
+    """Replay process `index`'s next message as (kind, value); its kind must be one of `expected`. Its error, or
+    its end without a message, as RuntimeError."""
     try:
         kind, value = conn.recv()
     except EOFError:
         raise RuntimeError(f"replay process {index} of {jobs} exited without a result") from None
     if kind == "error":
         raise RuntimeError(f"replay process {index} of {jobs} failed: {value}")
-    if kind == "states_end" and expected == "states":
-        return None
-    if kind != expected:
-        raise RuntimeError(f"replay process {index} of {jobs} sent {kind!r} where {expected!r} was expected")
-    return value
+    if kind not in expected:
+        raise RuntimeError(f"replay process {index} of {jobs} sent {kind!r} where {' or '.join(expected)} was "
+                           "expected")
+    return kind, value
 
 
 def _shard_main(conn: Connection, lines: Iterable[bytes], o: _Options, shard: tuple[int, int]) -> None:
@@ -291,7 +291,6 @@ def _shard_main(conn: Connection, lines: Iterable[bytes], o: _Options, shard: tu
         states = list(result.states.items())
         for start in range(0, len(states), MERGE_CHUNK_STATES):
             conn.send(("states", {a: encode_aggregate(s) for a, s in states[start:start + MERGE_CHUNK_STATES]}))
-        conn.send(("states_end", None))
         conn.send(("done", {
             "alerts": result.alerts,
             "tally": result.tally,
