@@ -132,7 +132,8 @@ class AlertBook:
         )
 
 
-@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
+# Written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018).
+@dataclass(frozen=True, slots=True, init=False)
 class AlertContext:
     """What evaluate() needs besides the state: the health the rules saw, the event time that caused this
     evaluation (None for a time tick) and the lifecycle stage at as_of (None = state.stage)."""

@@ -275,7 +275,8 @@ def record_ticket(eng: Engagement, ticket_fp: int, day: int, opened: bool, confi
 # --- aggregates ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
+# Written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018).
+@dataclass(frozen=True, slots=True, init=False)
 class WindowFigures:
     """Usage over the `days` days ending on `last_day` (inclusive, UTC day indexes)."""
 
@@ -314,7 +315,8 @@ class WindowFigures:
         return self.last_day - self.first_day + 1
 
 
-@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
+# Written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018).
+@dataclass(frozen=True, slots=True, init=False)
 class EngagementSummary:
     """Engagement as of a UTC day: 7 and 30-day windows with the preceding equal period, and 90-day figures.
 

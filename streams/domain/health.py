@@ -16,7 +16,8 @@ NEUTRAL = 50.0  # a component without data neither helps nor hurts
 _DEFAULT_TARGETS = HealthTargets()
 
 
-@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
+# Written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018).
+@dataclass(frozen=True, slots=True, init=False)
 class Health:
     score: int  # 0..100, weighted mean of the components, rounded half up
     components: dict[str, float]  # component -> 0..100

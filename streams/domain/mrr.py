@@ -109,7 +109,8 @@ class MrrLedger:
         return self.first_paid_month is not None and self.mrr == 0
 
 
-@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
+# Written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018).
+@dataclass(frozen=True, slots=True, init=False)
 class MonthFacts:
     """One account in one calendar month: the unit every company and cohort figure is summed from."""
 
@@ -160,7 +161,8 @@ class MonthFacts:
         object.__setattr__(self, "trial_converted", trial_converted)
 
 
-@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
+# Written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018).
+@dataclass(frozen=True, slots=True, init=False)
 class Movements:
     """One account-month's MRR movements, all non-negative minor units."""
 

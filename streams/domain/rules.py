@@ -379,7 +379,8 @@ def rule_payment_failed(
         None,
         active,
         attempts == 0,
-        (lambda: f"payment attempt {attempts} failed on {_iso_day(failed_s)}") if attempts else "no open failed payment",
+        (lambda: f"payment attempt {attempts} failed on {_iso_day(failed_s)}") if attempts
+        else "no open failed payment",
         # The episode starts at the failed payment, not at the evaluation that saw it: billing read after later
         # usage is evaluated at the account's current day end (its book never goes back), and the alert id must
         # not depend on that (ADR 0004).
@@ -495,6 +496,7 @@ def rule_renewal_risk(
     day, _ = _as_of_s(as_of)
     days_left = renews // DAY_S - day
     score = health.score
+
     def detail() -> str:
         return f"renews on {_iso_day(renews)} (in {days_left} days), health {score}"
 
@@ -647,7 +649,8 @@ def run_rules(
     return out
 
 
-@dataclass(frozen=True, slots=True, init=False)  # written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018)
+# Written-out __init__: compiled, unlike a generated one or a NamedTuple's (ADR 0018).
+@dataclass(frozen=True, slots=True, init=False)
 class Assessment:
     summary: EngagementSummary
     health: Health
