@@ -561,7 +561,7 @@ def register(ctx: Context) -> None:
     # declared on the topics, so Faust still subscribes to them and assigns the tables' partitions with them.
     batch_input = BatchInput((billing_name, usage_name, actions_name), settings.batch_size)
     install_batch_input(app, batch_input)
-    bound_fetch_wait(app, settings.fetch_max_wait_ms)
+    bound_fetch_wait(app, settings.fetch_max_wait_ms, settings.fetch_min_bytes)
     ctx.batch_input = batch_input  # Faust's flow control holds it weakly
 
     @app.agent(topics["canonical"], concurrency=1)  # concurrency=1: agents that write tables (faust #606)

@@ -228,25 +228,28 @@ def install(app: Any, batch_input: BatchInput) -> None:
     consumer._drain_messages = MethodType(_make_drain(batch_input), consumer)
 
 
-def bound_fetch_wait(app: Any, max_wait_ms: int) -> None:
+def bound_fetch_wait(app: Any, max_wait_ms: int, min_bytes: int = 1) -> None:
     """Create the worker's Kafka consumer with fetch.max.wait.ms = `max_wait_ms` instead of Faust's fixed 1500
-    (ADR 0015). Call before the worker starts: the consumer thread creates its client when it starts.
+    (ADR 0015) and fetch.min.bytes = `min_bytes` (aiokafka's default 1; ADR 0026). Call before the worker starts:
+    the consumer thread creates its client when it starts.
 
     aiokafka is not pinned, and an attribute of another name would silently leave Faust's 1500 ms in place: an
     aiokafka whose consumer does not set `_fetch_max_wait_ms` in its constructor and read it in `start()` is
-    refused here, at app creation (the worker command reports it in one line)."""
+    refused here, at app creation (the worker command reports it in one line). The same for `_fetch_min_bytes`."""
     from aiokafka import AIOKafkaConsumer
 
-    if not all("_fetch_max_wait_ms" in f.__code__.co_names for f in (AIOKafkaConsumer.__init__,
-                                                                     AIOKafkaConsumer.start)):
-        raise FaustVersionError("the installed aiokafka's consumer does not keep _fetch_max_wait_ms: re-check "
-                                "streams/adapters/batch_input.py:bound_fetch_wait (ADR 0015)")
+    for attribute in ("_fetch_max_wait_ms", "_fetch_min_bytes"):
+        if not all(attribute in f.__code__.co_names for f in (AIOKafkaConsumer.__init__, AIOKafkaConsumer.start)):
+            raise FaustVersionError(f"the installed aiokafka's consumer does not keep {attribute}: re-check "
+                                    "streams/adapters/batch_input.py:bound_fetch_wait (ADR 0015, ADR 0026)")
     thread = app.consumer._thread
     create = thread._create_worker_consumer
 
     def _create_worker_consumer(transport: Any) -> Any:
         consumer = create(transport)
-        consumer._fetch_max_wait_ms = max_wait_ms  # read by AIOKafkaConsumer.start() when it builds its Fetcher
+        # Both read by AIOKafkaConsumer.start() when it builds its Fetcher.
+        consumer._fetch_max_wait_ms = max_wait_ms
+        consumer._fetch_min_bytes = min_bytes
         return consumer
 
     thread._create_worker_consumer = _create_worker_consumer

@@ -152,20 +152,21 @@ def test_a_faust_whose_commit_offset_search_changed_is_refused_before_the_worker
         install(app, make_input())
 
 
-def test_the_worker_consumer_is_created_with_the_bounded_fetch_wait() -> None:
+def test_the_worker_consumer_is_created_with_the_bounded_fetch_wait_and_minimum_bytes() -> None:
     async def go() -> None:
         app = faust.App("test-fetch-wait", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
                         datadir=tempfile.mkdtemp(prefix="fetch-wait-"))
-        bound_fetch_wait(app, 20)
+        bound_fetch_wait(app, 20, 65536)
         consumer = app.consumer._thread._create_worker_consumer(app.transport)  # no connection until start()
         try:
-            assert consumer._fetch_max_wait_ms == 20
+            assert (consumer._fetch_max_wait_ms, consumer._fetch_min_bytes) == (20, 65536)
         finally:
             await consumer.stop()
 
     asyncio.run(go())
-    # ...and start() hands that attribute to the Fetcher it builds (aiokafka is not pinned).
-    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(AIOKafkaConsumer.start)
+    # ...and start() hands those attributes to the Fetcher it builds (aiokafka is not pinned).
+    start = inspect.getsource(AIOKafkaConsumer.start)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in start and "fetch_min_bytes=self._fetch_min_bytes" in start
 
 
 def test_the_last_fetch_time_of_a_partition_is_read_from_the_worker_consumer() -> None:
