@@ -196,16 +196,25 @@ def test_the_last_fetch_time_of_a_partition_is_read_from_the_worker_consumer() -
     assert "tp_state.highwater = highwater" in fetcher and "tp_state.timestamp = now_ms" in fetcher
 
 
-def test_an_aiokafka_without_the_fetch_wait_attribute_is_refused_at_app_creation(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    async def start(self: AIOKafkaConsumer) -> None:  # a start() that reads no _fetch_max_wait_ms
-        return None
+async def _start_reading_neither(self: AIOKafkaConsumer) -> None:
+    return None
 
+
+async def _start_reading_the_wait_only(self: AIOKafkaConsumer) -> None:
+    self._fetch_max_wait_ms += 0
+
+
+@pytest.mark.parametrize(("start", "missing"), [
+    (_start_reading_neither, "_fetch_max_wait_ms"),
+    (_start_reading_the_wait_only, "_fetch_min_bytes"),
+], ids=["neither", "no-min-bytes"])
+def test_an_aiokafka_without_a_fetch_attribute_is_refused_at_app_creation(
+    monkeypatch: pytest.MonkeyPatch, start: Any, missing: str,
+) -> None:
     monkeypatch.setattr(AIOKafkaConsumer, "start", start)
     app = faust.App("test-fetch-wait-refused", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
                     datadir=tempfile.mkdtemp(prefix="fetch-wait-"))
-    with pytest.raises(FaustVersionError, match="_fetch_max_wait_ms"):
+    with pytest.raises(FaustVersionError, match=missing):
         bound_fetch_wait(app, 20)
 
 
