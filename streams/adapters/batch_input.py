@@ -228,9 +228,9 @@ def install(app: Any, batch_input: BatchInput) -> None:
     consumer._drain_messages = MethodType(_make_drain(batch_input), consumer)
 
 
-def bound_fetch_wait(app: Any, max_wait_ms: int, min_bytes: int = 1) -> None:
+def bound_fetch_wait(app: Any, max_wait_ms: int, min_bytes: int) -> None:
     """Create the worker's Kafka consumer with fetch.max.wait.ms = `max_wait_ms` instead of Faust's fixed 1500
-    (ADR 0015) and fetch.min.bytes = `min_bytes` (aiokafka's default 1; ADR 0026). Call before the worker starts:
+    (ADR 0015) and fetch.min.bytes = `min_bytes` (ADR 0026). Call before the worker starts:
     the consumer thread creates its client when it starts.
 
     aiokafka is not pinned, and an attribute of another name would silently leave Faust's 1500 ms in place: an

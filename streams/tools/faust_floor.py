@@ -27,6 +27,7 @@ from streams.settings import Settings
 BATCH: int = Settings.model_fields["batch_size"].default  # the worker's defaults
 WITHIN_S: float = Settings.model_fields["batch_timeout_s"].default
 FETCH_MAX_WAIT_MS: int = Settings.model_fields["fetch_max_wait_ms"].default
+FETCH_MIN_BYTES: int = Settings.model_fields["fetch_min_bytes"].default
 
 
 def main(argv: list[str]) -> None:
@@ -35,7 +36,8 @@ def main(argv: list[str]) -> None:
     app = faust.App(group, broker=f"kafka://{bootstrap}", store="memory://", web_enabled=False,
                     consumer_auto_offset_reset="earliest", datadir=tempfile.mkdtemp(prefix="faust-floor-"),
                     processing_guarantee="at_least_once")
-    bound_fetch_wait(app, FETCH_MAX_WAIT_MS)  # the worker's fetch wait (ADR 0015), for both input paths
+    # The worker's fetch settings (ADR 0015, ADR 0026), for both input paths.
+    bound_fetch_wait(app, FETCH_MAX_WAIT_MS, FETCH_MIN_BYTES)
     source = app.topic(*topics, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
     seen = {"n": 0}
     start: dict[str, float] = {}

@@ -215,7 +215,7 @@ def test_an_aiokafka_without_a_fetch_attribute_is_refused_at_app_creation(
     app = faust.App("test-fetch-wait-refused", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
                     datadir=tempfile.mkdtemp(prefix="fetch-wait-"))
     with pytest.raises(FaustVersionError, match=missing):
-        bound_fetch_wait(app, 20)
+        bound_fetch_wait(app, 20, 1)
 
 
 class _Message:
