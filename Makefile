@@ -12,7 +12,7 @@ help: ## list the targets
 # Dependencies first (pure Python), then the domain core compiled with mypyc against them (ADR 0018). The compile
 # runs again when a source it compiles or imports changes: a compiled module older than its source would run the
 # old code (tests refuse to start then, see streams/compiled.py).
-NATIVE_SRC := setup.py $(wildcard streams/domain/*.py streams/ingest/*.py streams/processing.py schemas/*.py)
+NATIVE_SRC := setup.py $(wildcard streams/domain/*.py streams/ingest/*.py streams/processing.py streams/alignment.py streams/health_schedule.py streams/offset_order.py streams/state_cache.py schemas/*.py)
 
 # The compiled modules beside their sources, and mypyc's shared library at the top (what `pure` and `clean` drop).
 DROP_COMPILED := find streams -name '*.so' -delete; rm -f churnwatch_native__mypyc*.so

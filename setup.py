@@ -11,7 +11,8 @@ import sys
 
 from setuptools import setup
 
-# Every event passes through these: the canonical decoder, the domain core and the batch loop around it. Not
+# Every event passes through these: the canonical decoder, the domain core, the batch loop around it and the
+# worker's per-record bookkeeping (input order, the usage gate, the state cache, the health schedule). Not
 # compiled: domain/config.py and domain/thresholds.py (pydantic models, loaded once), the Stripe and Segment
 # adapters, the Faust adapters, the CLI and the tests.
 COMPILED = [
@@ -29,6 +30,10 @@ COMPILED = [
     "streams/ingest/decode.py",
     "streams/ingest/outcome.py",
     "streams/processing.py",
+    "streams/alignment.py",
+    "streams/health_schedule.py",
+    "streams/offset_order.py",
+    "streams/state_cache.py",
 ]
 
 

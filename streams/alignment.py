@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from streams.processing import DecodedRecord
@@ -19,22 +18,28 @@ MAX_WAIT_S = 120.0
 MAX_WAITING = 50_000
 
 
-@dataclass
+# The classes here are plain classes, not dataclasses: the module runs compiled (ADR 0018), and mypyc cannot
+# compile a generic dataclass.
 class _Waiting(Generic[T]):
-    at_s: float  # the usage record's event time, epoch seconds
-    item: T
-    since: float  # monotonic seconds when it started waiting
+    __slots__ = ("at_s", "item", "since")
+
+    def __init__(self, at_s: float, item: T, since: float) -> None:
+        self.at_s = at_s  # the usage record's event time, epoch seconds
+        self.item = item
+        self.since = since  # monotonic seconds when it started waiting
 
 
-@dataclass
 class Admitted(Generic[T]):
     """What may be applied now: records that waited in earlier batches (`released`, already taken out of Faust's
     acknowledgement, so the caller acknowledges them once applied) and records of this batch (`now`)."""
 
-    released: list[T] = field(default_factory=list)
-    now: list[T] = field(default_factory=list)
-    deferred: list[T] = field(default_factory=list)  # records of this batch that start waiting
-    forced: int = 0  # records applied because a wait limit was reached
+    __slots__ = ("deferred", "forced", "now", "released")
+
+    def __init__(self) -> None:
+        self.released: list[T] = []
+        self.now: list[T] = []
+        self.deferred: list[T] = []  # records of this batch that start waiting
+        self.forced = 0  # records applied because a wait limit was reached
 
 
 class UsageGate(Generic[T]):
@@ -120,15 +125,17 @@ def billing_read_to_end(next_offset: int, high: int | None, billing_fetched_ms: 
     return billing_fetched_ms is not None and billing_fetched_ms >= usage_fetched_ms
 
 
-@dataclass
 class Aligned(Generic[M]):
     """One batch after the gate: `ready` to apply now (each partition's records in offset order); `released` the
     messages of records that had waited, to acknowledge once applied; `deferred` the messages that start waiting."""
 
-    ready: list[DecodedRecord] = field(default_factory=list)
-    released: list[M] = field(default_factory=list)
-    deferred: list[M] = field(default_factory=list)
-    forced: dict[int, int] = field(default_factory=dict)  # partition -> records applied past a wait limit
+    __slots__ = ("deferred", "forced", "ready", "released")
+
+    def __init__(self) -> None:
+        self.ready: list[DecodedRecord] = []
+        self.released: list[M] = []
+        self.deferred: list[M] = []
+        self.forced: dict[int, int] = {}  # partition -> records applied past a wait limit
 
 
 def align(gate: UsageGate[tuple[DecodedRecord, M]], batch: Iterable[tuple[DecodedRecord, M]], usage_topic: str,

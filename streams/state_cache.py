@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -13,12 +12,16 @@ V = TypeVar("V")
 M = TypeVar("M")
 
 
-@dataclass
 class Flush(Generic[K, V, M]):
-    """What a flush writes: every dirty state once, then the records whose effects those states hold."""
+    """What a flush writes: every dirty state once, then the records whose effects those states hold.
 
-    states: dict[K, V] = field(default_factory=dict)
-    acks: list[M] = field(default_factory=list)
+    A plain class, not a dataclass: mypyc (ADR 0018) cannot compile a generic dataclass."""
+
+    __slots__ = ("acks", "states")
+
+    def __init__(self, states: dict[K, V], acks: list[M]) -> None:
+        self.states = states
+        self.acks = acks
 
 
 class StateCache(Generic[K, V, M]):
