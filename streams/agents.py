@@ -210,6 +210,9 @@ def register(ctx: Context) -> None:
     app = ctx.app
     settings = ctx.settings
     metrics = ctx.metrics
+    # How long each step of background work holds up the account stream (its labels bound once).
+    held_flush, held_acknowledge, held_health, held_tick = (
+        metrics.stream_held.labels(work) for work in ("flush", "acknowledge", "health", "tick"))
     table = ctx.account_to_state
     cohort_table = ctx.account_to_cohort_inputs
     topics = ctx.topics
@@ -368,7 +371,9 @@ def register(ctx: Context) -> None:
             began = time.perf_counter()
             for chunk in chunks.step():
                 acknowledge(app.consumer, chunk)
-            await asyncio.sleep(_flush_pause(time.perf_counter() - began))
+            step_s = time.perf_counter() - began
+            held_acknowledge.observe(step_s)
+            await asyncio.sleep(_flush_pause(step_s))
         to_acknowledge.clear()
 
     def _flush_pause(step_s: float) -> float:
@@ -856,11 +861,13 @@ def register(ctx: Context) -> None:
                     # Pending values may be of the previous assignment; re-publishing resumes after it.
                     health_schedule.put_back(steps.items[steps.done:])
                     return
+                began = time.perf_counter()
                 for account_id in steps.step():
                     agg = health_schedule.pending.get(account_id)
                     # Gone, or pending again after a batch published it meanwhile: not due (yet).
                     if agg is not None and health_schedule.is_due(account_id, now, interval):
                         _emit_health(account_id, agg)
+                held_health.observe(time.perf_counter() - began)
             await asyncio.sleep(0)
         async with state_lock:
             if not _settled():
@@ -897,6 +904,8 @@ def register(ctx: Context) -> None:
                     began = time.perf_counter()
                     staged = await _flush_step()
                     step_s = time.perf_counter() - began
+                if staged is not None or to_acknowledge:  # a step that wrote states, or the one that ended the flush
+                    held_flush.observe(step_s)
                 if staged is not None:
                     # Delivered before the next step (ADR 0016): the producer holds at most one step of changelog,
                     # so outputs sent meanwhile (alerts) do not queue behind a whole flush (aiokafka has one
@@ -1021,6 +1030,7 @@ def register(ctx: Context) -> None:
             async with state_lock:
                 if not _settled() or not _still(gen):
                     return None  # the next tick scans again; the accounts ticked so far have nothing left open
+                began = time.perf_counter()
                 changed: dict[str, AccountAggregate] = {}
                 cohort_changed: set[str] = set()
                 alerts: list[Any] = []
@@ -1044,6 +1054,7 @@ def register(ctx: Context) -> None:
                     return None
                 n_changed += len(changed)
                 n_cohort += len(cohort_changed)
+                held_tick.observe(time.perf_counter() - began)
             await asyncio.sleep(0)
         for p in todo:
             ticked_day[p] = int(marks[p] // 86400)

@@ -83,6 +83,12 @@ def test_prometheus_scrapes_the_worker_and_sees_events_dead_letters_and_batches(
             time.sleep(1)
         assert keys and float(keys[0]["value"][1]) == 20
         assert lag and float(lag[0]["value"][1]) == 0
+        # The flush that wrote them held the stream for at least one step, each about CHURNWATCH_STATE_FLUSH_STEP_S
+        # at most (a step overruns it by one account's write); 20 small states take well under a second.
+        held = query(base, 'churnwatch_stream_held_seconds_count{work="flush"}')
+        assert held and float(held[0]["value"][1]) >= 1
+        held_s = query(base, 'churnwatch_stream_held_seconds_sum{work="flush"}')
+        assert 0 < float(held_s[0]["value"][1]) < 1
         print(f"[prometheus] scraped {target}: processed={processed:.0f}, dead letters {dead}, lag 0, 20 accounts")
     finally:
         prom.terminate()
