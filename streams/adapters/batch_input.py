@@ -4,10 +4,10 @@ Faust hands every fetched record to its agents one at a time: `Service.wait_firs
 suspend_flow.wait())` per record (two tasks created and cancelled), the conductor, the channel queue, the stream
 iterator and an `Event` per record. On the 2-core development machine that costs about 215 CPU-µs per record,
 which caps any agent on Faust's stream near 4,500 records/s whatever it does (ADR 0008). Here the fetch loop
-appends the records of the chosen topics to a list that the agent takes whole batches from; records of every
-other topic still take Faust's path. Everything else stays Faust's: group membership and assignment, the
-`Message` objects, `_unacked_messages` (so a rebalance waits for the batch in flight), acknowledgement, commits,
-seeks, tables and changelogs.
+appends the records of the chosen topics, a fetch answer at a time, to a list that the agent takes whole batches
+from; records of every other topic still take Faust's path. Everything else stays Faust's: group membership and
+assignment, the `Message` objects, `_unacked_messages` (so a rebalance waits for the batch in flight),
+acknowledgement, commits, seeks, tables and changelogs.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import hashlib
 import inspect
 import time
 from collections.abc import Iterable
+from itertools import zip_longest
 from types import MethodType
 from typing import Any
 
@@ -29,9 +30,15 @@ from mode.utils.futures import notify
 # one is applied, small enough that a rebalance does not discard much fetched work.
 AHEAD_BATCHES = 2
 
+# The fetch loop lets other tasks run after handing over this many records of one fetch answer (Faust's loop: 100).
+YIELD_EVERY = 500
+
 # sha256 of the source of faust-streaming 0.15.3's `Consumer._drain_messages`, the method `_make_drain` copies. The
 # copy is installed only over that exact method: another Faust version must be re-checked first (ADR 0011).
 FAUST_DRAIN_SHA256 = "44a2500309e83c630493f6828af50166ec8d96a0b3e4fb2bab735f704ae93417"
+# sha256 of the source of faust-streaming 0.15.3's `Consumer.getmany`, whose per-record loop the copy does a fetch
+# answer at a time.
+FAUST_GETMANY_SHA256 = "4b168d84882a70d6e3e2f9804430a63b92f8fd117d3187cbb4aeb54305bda34e"
 # sha256 of the source of faust-streaming 0.15.3's `Consumer.ack`, whose bookkeeping `acknowledge` does in bulk.
 FAUST_ACK_SHA256 = "5fcf41cf45153475de3790dc56fec1b83335956dc8b3bf7ff6bbb2b57627f03f"
 # sha256 of the source of faust-streaming 0.15.3's `Consumer._new_offset`, which `new_offset` replaces (ADR 0024).
@@ -51,6 +58,11 @@ class FaustVersionError(RuntimeError):
 def faust_drain_matches() -> bool:
     """Whether the installed Faust's fetch loop is the one `_make_drain` copies."""
     return _source_hash(Consumer._drain_messages) == FAUST_DRAIN_SHA256
+
+
+def faust_getmany_matches() -> bool:
+    """Whether the installed Faust's `Consumer.getmany` is the one `_make_drain` does a fetch answer at a time."""
+    return _source_hash(Consumer.getmany) == FAUST_GETMANY_SHA256
 
 
 def faust_ack_matches() -> bool:
@@ -208,6 +220,7 @@ def _refuse_unpinned_faust() -> None:
 
     for matches, method, use, adr, constant in (
         (faust_drain_matches, "Consumer._drain_messages", "_make_drain copies", "ADR 0011", "FAUST_DRAIN_SHA256"),
+        (faust_getmany_matches, "Consumer.getmany", "_make_drain copies", "ADR 0011", "FAUST_GETMANY_SHA256"),
         (faust_ack_matches, "Consumer.ack", "acknowledge follows", "ADR 0020", "FAUST_ACK_SHA256"),
         (faust_new_offset_matches, "Consumer._new_offset", "new_offset replaces", "ADR 0024",
          "FAUST_NEW_OFFSET_SHA256"),
@@ -272,10 +285,12 @@ def _make_drain(batch_input: BatchInput) -> Any:
     put = batch_input.put
 
     async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - runs inside Faust's worker
-        """Faust 0.15's `Consumer._drain_messages`, with records of `fast_topics` put into the batch input
-        instead of awaited through the conductor. Offsets, gaps and commit-every behave as in Faust's loop."""
+        """Faust 0.15's `Consumer._drain_messages` and `Consumer.getmany`, with records of `fast_topics` put into
+        the batch input instead of awaited through the conductor, a fetch answer at a time (ADR 0011). Offsets,
+        gaps and commit-every behave as in Faust's loop; records of other topics take Faust's per-record path."""
         callback = self.callback
-        getmany = self.getmany
+        wait_next_records = self._wait_next_records
+        to_message = self._to_message
         consumer_should_stop = self._stopped.is_set
         fetcher_should_stop = fetcher._stopped.is_set
         get_read_offset = self._read_offset.__getitem__
@@ -286,41 +301,94 @@ def _make_drain(batch_input: BatchInput) -> Any:
         commit_every = self._commit_every
         acks_enabled_for = self.app.topics.acks_enabled_for
         suspend_flow = self.suspend_flow
+        app = self.app
+        unacked = self._unacked_messages
 
-        yield_every = 100
-        num_since_yield = 0
-        sleep = asyncio.sleep
+        async def _other(tp: TP, records: list[Any], generation_id: int) -> bool:
+            """Faust's loop body for the records of a topic that is not ours; False: the flow stopped."""
+            for record in records:
+                if not self.flow_active or app.consumer_generation_id != generation_id:
+                    return False
+                message = to_message(tp, record)
+                offset = message.offset
+                r_offset = get_read_offset(tp)
+                if r_offset is None or offset >= r_offset:
+                    gap = offset - (r_offset or 0)
+                    if gap > 1 and r_offset and acks_enabled_for(message.topic):
+                        await self._add_gap(tp, r_offset + 1, offset)
+                    if commit_every is not None and self._n_acked >= commit_every:
+                        self._n_acked = 0
+                        await self.commit()
+                    await self.wait_first(callback(message), suspend_flow.wait())
+                    set_read_offset(tp, offset)
+            return True
+
+        async def _take(records: Any, active_partitions: Any) -> None:
+            """One fetch answer. Faust's getmany does, per record, what is the same for a partition's records of
+            one answer (the active-partition test, the high watermark for the monitor) and hands them out one
+            partition after the other through a generator: here that is done once per partition, and the
+            records of our topics go into the batch input round robin over the answer's partitions, as Faust's
+            scheduler interleaves them, so a batch spans them all (the usage gate needs billing beside usage)."""
+            generation_id = app.consumer_generation_id
+            track_end = app.monitor.track_tp_end_offset
+            ours: list[list[Any]] = []
+            for tp, partition_records in records.items():
+                if not (active_partitions is None or tp in active_partitions or tp in self._buffered_partitions):
+                    continue
+                track_end(tp, self.highwater(tp))
+                if tp.topic not in fast_topics:
+                    if not await _other(tp, partition_records, generation_id):
+                        return
+                    continue
+                r_offset = get_read_offset(tp)
+                messages = [to_message(tp, record) for record in partition_records
+                            if r_offset is None or record.offset >= r_offset]
+                if not messages:
+                    continue
+                if r_offset and acks_enabled_for(tp.topic):
+                    previous = r_offset
+                    for message in messages:
+                        if message.offset - previous > 1:
+                            await self._add_gap(tp, previous + 1, message.offset)
+                        previous = message.offset
+                # Before the records are handed over: a seek meanwhile (a rewind, ADR 0007) sets it again.
+                set_read_offset(tp, messages[-1].offset)
+                ours.append(messages)
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await self.commit()
+            interleaved = ours[0] if len(ours) == 1 else [m for ms in zip_longest(*ours) for m in ms if m is not None]
+            since_yield = 0
+            for message in interleaved:
+                if batch_input.full():
+                    # Back-pressure: wait for the agent, or give the record up if a rebalance suspends the flow
+                    # meanwhile (as Faust's loop does; it is read again).
+                    await self.wait_first(batch_input.wait_for_space(), suspend_flow.wait())
+                    since_yield = 0
+                if not self.flow_active or suspend_flow.is_set() or app.consumer_generation_id != generation_id:
+                    return  # a rebalance: the rest is read again from the committed offset
+                unacked.add(message)  # a rebalance waits for it (Consumer.track_message)
+                put(message)
+                since_yield += 1
+                if since_yield >= YIELD_EVERY:
+                    await asyncio.sleep(0)
+                    since_yield = 0
+
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(flag_consumer_fetching)
-                ait = getmany(timeout=1.0)
                 await self.sleep(0)
                 if not self.should_stop:
-                    async for tp, message in ait:
-                        num_since_yield += 1
-                        if num_since_yield > yield_every:
-                            await sleep(0)
-                            num_since_yield = 0
-                        offset = message.offset
-                        r_offset = get_read_offset(tp)
-                        if r_offset is None or offset >= r_offset:
-                            gap = offset - (r_offset or 0)
-                            if gap > 1 and r_offset and acks_enabled_for(message.topic):
-                                await self._add_gap(tp, r_offset + 1, offset)
-                            if commit_every is not None and self._n_acked >= commit_every:
-                                self._n_acked = 0
-                                await self.commit()
-                            if tp.topic in fast_topics:
-                                if batch_input.full():
-                                    # Back-pressure: wait for the agent, or give the record up if a rebalance
-                                    # suspends the flow meanwhile (as Faust's loop does; it is read again).
-                                    await self.wait_first(batch_input.wait_for_space(), suspend_flow.wait())
-                                if self.flow_active and not suspend_flow.is_set():
-                                    self._unacked_messages.add(message)  # a rebalance waits for it (Consumer.track_message)
-                                    put(message)
-                            else:
-                                await self.wait_first(callback(message), suspend_flow.wait())
-                            set_read_offset(tp, offset)
+                    records, active_partitions = await wait_next_records(1.0)
+                    if records is not None and not self.should_stop:
+                        if self.flow_active:
+                            await _take(records, active_partitions)
+                        else:
+                            self.log.dev("getmany called while flow not active. Seek back to committed offsets.")
+                            try:
+                                await self.perform_seek()
+                            except Exception as ex:
+                                self.log.warning(f"exception performing seek when flow not active {ex}")
                     unset_flag(flag_consumer_fetching)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:

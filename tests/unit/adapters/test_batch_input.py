@@ -23,6 +23,7 @@ from streams.adapters.batch_input import (
     bound_fetch_wait,
     faust_ack_matches,
     faust_drain_matches,
+    faust_getmany_matches,
     faust_new_offset_matches,
     install,
     last_fetch_ms,
@@ -127,6 +128,22 @@ def test_a_rebalance_clearing_a_full_input_lets_the_fetch_loop_go_on() -> None:
 def test_the_installed_faust_fetch_loop_is_the_one_batch_input_copies() -> None:
     # A Faust upgrade changes Consumer._drain_messages: the copy in batch_input must be re-checked (ADR 0011).
     assert faust_drain_matches()
+
+
+def test_the_installed_faust_getmany_is_the_one_the_fetch_loop_does_a_fetch_answer_at_a_time() -> None:
+    # A Faust upgrade changes Consumer.getmany: the copy in batch_input must be re-checked (ADR 0011).
+    assert faust_getmany_matches()
+
+
+def test_a_faust_whose_getmany_changed_is_refused_before_the_worker_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def getmany(self: Any, timeout: float) -> Any:  # another Faust's method
+        yield None
+
+    monkeypatch.setattr(faust.transport.consumer.Consumer, "getmany", getmany)
+    app = faust.App("test-pinned-getmany", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
+                    datadir=tempfile.mkdtemp(prefix="pinned-"))
+    with pytest.raises(FaustVersionError, match=r"Consumer\.getmany .* FAUST_GETMANY_SHA256"):
+        install(app, make_input())
 
 
 def test_the_installed_faust_acknowledges_as_acknowledge_does_in_bulk() -> None:
