@@ -135,17 +135,6 @@ def test_the_installed_faust_getmany_is_the_one_the_fetch_loop_does_a_fetch_answ
     assert faust_getmany_matches()
 
 
-def test_a_faust_whose_getmany_changed_is_refused_before_the_worker_starts(monkeypatch: pytest.MonkeyPatch) -> None:
-    async def getmany(self: Any, timeout: float) -> Any:  # another Faust's method
-        yield None
-
-    monkeypatch.setattr(faust.transport.consumer.Consumer, "getmany", getmany)
-    app = faust.App("test-pinned-getmany", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
-                    datadir=tempfile.mkdtemp(prefix="pinned-"))
-    with pytest.raises(FaustVersionError, match=r"Consumer\.getmany .* FAUST_GETMANY_SHA256"):
-        install(app, make_input())
-
-
 def test_the_installed_faust_acknowledges_as_acknowledge_does_in_bulk() -> None:
     # A Faust upgrade changes Consumer.ack: acknowledge must be re-checked (ADR 0020).
     assert faust_ack_matches()
@@ -156,16 +145,25 @@ def test_the_installed_faust_finds_commit_offsets_as_new_offset_does() -> None:
     assert faust_new_offset_matches()
 
 
-def test_a_faust_whose_commit_offset_search_changed_is_refused_before_the_worker_starts(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    def _new_offset(self: Any, tp: Any) -> None:  # another Faust's method
-        return None
+async def _another_getmany(self: Any, timeout: float) -> Any:  # another Faust's fetch generator
+    yield None
 
-    monkeypatch.setattr(faust.transport.consumer.Consumer, "_new_offset", _new_offset)
-    app = faust.App("test-pinned", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
+
+def _another_new_offset(self: Any, tp: Any) -> None:  # another Faust's commit offset search
+    return None
+
+
+@pytest.mark.parametrize(("method", "replacement", "constant"), [
+    ("getmany", _another_getmany, "FAUST_GETMANY_SHA256"),
+    ("_new_offset", _another_new_offset, "FAUST_NEW_OFFSET_SHA256"),
+])
+def test_a_faust_whose_copied_or_replaced_method_changed_is_refused_before_the_worker_starts(
+    monkeypatch: pytest.MonkeyPatch, method: str, replacement: Any, constant: str,
+) -> None:
+    monkeypatch.setattr(faust.transport.consumer.Consumer, method, replacement)
+    app = faust.App(f"test-pinned{method}", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
                     datadir=tempfile.mkdtemp(prefix="pinned-"))
-    with pytest.raises(FaustVersionError, match=r"Consumer\._new_offset .* FAUST_NEW_OFFSET_SHA256"):
+    with pytest.raises(FaustVersionError, match=rf"Consumer\.{method} .* {constant}"):
         install(app, make_input())
 
 
