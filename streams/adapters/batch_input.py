@@ -286,8 +286,9 @@ def _make_drain(batch_input: BatchInput) -> Any:
 
     async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover - runs inside Faust's worker
         """Faust 0.15's `Consumer._drain_messages` and `Consumer.getmany`, with records of `fast_topics` put into
-        the batch input instead of awaited through the conductor, a fetch answer at a time (ADR 0011). Offsets,
-        gaps and commit-every behave as in Faust's loop; records of other topics take Faust's per-record path."""
+        the batch input instead of awaited through the conductor, a fetch answer at a time (ADR 0011). Read
+        offsets and gaps are kept as in Faust's loop, and commit-every is checked once per answer rather than per
+        record; records of other topics take Faust's per-record path."""
         callback = self.callback
         wait_next_records = self._wait_next_records
         to_message = self._to_message
@@ -304,6 +305,12 @@ def _make_drain(batch_input: BatchInput) -> Any:
         app = self.app
         unacked = self._unacked_messages
 
+        async def _commit_if_due() -> None:
+            """Faust's commit-every: a commit once `commit_every` records were acknowledged since the last."""
+            if commit_every is not None and self._n_acked >= commit_every:
+                self._n_acked = 0
+                await self.commit()
+
         async def _other(tp: TP, records: list[Any], generation_id: int) -> bool:
             """Faust's loop body for the records of a topic that is not ours; False: the flow stopped."""
             for record in records:
@@ -316,9 +323,7 @@ def _make_drain(batch_input: BatchInput) -> Any:
                     gap = offset - (r_offset or 0)
                     if gap > 1 and r_offset and acks_enabled_for(message.topic):
                         await self._add_gap(tp, r_offset + 1, offset)
-                    if commit_every is not None and self._n_acked >= commit_every:
-                        self._n_acked = 0
-                        await self.commit()
+                    await _commit_if_due()
                     await self.wait_first(callback(message), suspend_flow.wait())
                     set_read_offset(tp, offset)
             return True
@@ -354,9 +359,7 @@ def _make_drain(batch_input: BatchInput) -> Any:
                 # Before the records are handed over: a seek meanwhile (a rewind, ADR 0007) sets it again.
                 set_read_offset(tp, messages[-1].offset)
                 ours.append(messages)
-            if commit_every is not None and self._n_acked >= commit_every:
-                self._n_acked = 0
-                await self.commit()
+            await _commit_if_due()
             interleaved = ours[0] if len(ours) == 1 else [m for ms in zip_longest(*ours) for m in ms if m is not None]
             since_yield = 0
             for message in interleaved:
