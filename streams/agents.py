@@ -18,6 +18,7 @@ from faust.types import TP
 from schemas.events import BILLING_TYPES
 from streams.adapters.batch_input import Ack, BatchInput, acknowledge, bound_fetch_wait, last_fetch_ms
 from streams.adapters.batch_input import install as install_batch_input
+from streams.adapters.changelog_recovery import install as install_changelog_recovery
 from streams.adapters.changelog_writer import ChangelogWriter, Staged
 from streams.alignment import UsageGate, align, billing_read_to_end, partitions_to_check
 from streams.domain.aggregate import (
@@ -566,6 +567,7 @@ def register(ctx: Context) -> None:
     # declared on the topics, so Faust still subscribes to them and assigns the tables' partitions with them.
     batch_input = BatchInput((billing_name, usage_name, actions_name), settings.batch_size)
     install_batch_input(app, batch_input)
+    install_changelog_recovery(app)  # ADR 0027
     bound_fetch_wait(app, settings.fetch_max_wait_ms, settings.fetch_min_bytes)
     ctx.batch_input = batch_input  # Faust's flow control holds it weakly
 
