@@ -42,7 +42,8 @@ async def _recover(slurp: Slurp, records: list[tuple[int, int, str, Any]], highw
     app = _app()
     table = app.Table("account_to_state", default=None, partitions=2)
     table.recovery_buffer_size = 3  # batches applied during the run, not only at its end
-    recovery = app.tables.recovery
+    tables: Any = app.tables  # Faust's TableManager (its declared type has neither attribute used here)
+    recovery = tables.recovery
     topic = table.changelog_topic.get_topic_name()
     active, standby = TP(topic, ACTIVE), TP(topic, STANDBY)
     recovery.tp_to_table.update({active: table, standby: table})
@@ -51,7 +52,7 @@ async def _recover(slurp: Slurp, records: list[tuple[int, int, str, Any]], highw
     recovery.active_highwaters[active] = highwater
     recovery.active_offsets[active] = -1
     recovery._set_recovery_started()
-    queue = app.tables.changelog_queue
+    queue = tables.changelog_queue
     for partition, offset, key, value in records:
         queue.put_nowait(changelog_event(app, topic, partition, offset, key, value))
     task = asyncio.ensure_future(slurp(recovery))
@@ -115,7 +116,8 @@ def test_the_installed_faust_recovery_loop_is_the_one_changelog_recovery_copies(
 def test_installed_the_apps_recovery_runs_the_copy() -> None:
     app = _app()
     install(app)
-    tasks = [task.fun for task in app.tables.recovery._get_tasks()]
+    tables: Any = app.tables
+    tasks = [task.fun for task in tables.recovery._get_tasks()]
     assert _slurp_changelogs in tasks
     assert Recovery._slurp_changelogs.fun not in tasks
 
