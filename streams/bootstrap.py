@@ -125,6 +125,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         "dead_letters": _raw_topic(app, names["dead_letter_topic"]),
         "cohort_inputs": _raw_topic(app, names["cohort_inputs_topic"]),
     }
+    # Both changelogs are read whole when a memory:// worker starts: segments this size bound the uncompacted part.
+    changelog_configs = {"segment.bytes": str(settings.changelog_segment_bytes)}  # ADR 0028
     # use_partitioner: with batched processing the "current event" is the batch's last one, so the
     # changelog partition must come from the key, not the event (see docs/adr/0003-batching-and-tables.md).
     account_to_state = app.Table(
@@ -135,6 +137,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         value_type=bytes,
         partitions=settings.topic_partitions,
         use_partitioner=True,
+        extra_topic_configs=changelog_configs,
         **_store_options(settings),
     )
     account_to_cohort_inputs = app.Table(
@@ -144,6 +147,7 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         value_type=bytes,
         partitions=1,  # co-partitioned with the 1-partition cohort-inputs topic
         use_partitioner=True,
+        extra_topic_configs=changelog_configs,
     )
     metrics = Metrics(registry)
     sink = (

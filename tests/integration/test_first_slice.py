@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 import redis
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from streams.admin import kafka_client_config
 from streams.tools.produce import produce_lines
@@ -34,6 +35,25 @@ def slice_events(accounts: list[str]) -> list[bytes]:
             out.append(event(a, n, "session.started", user_id=f"{a}-u{n % 3}"))
             out.append(event(a, n, "feature.used", user_id=f"{a}-u{n % 3}", feature=f"f{n % 4}", count=2))
     return out
+
+
+def test_a_worker_creates_its_changelog_topics_compacted_in_segments_of_the_configured_size(
+    run_env, worker_factory
+) -> None:
+    # A memory:// worker reads a table's whole changelog at every start, and Kafka compacts only closed segments
+    # (ADR 0028): the segment size bounds the uncompacted part. A size other than the default shows the setting
+    # reaches the broker.
+    settings = run_env.settings()
+    worker_factory("w1", extra_env={"CHURNWATCH_CHANGELOG_SEGMENT_BYTES": str(8 * 2**20)})
+    names = [f"{settings.app_id}-{table}-changelog" for table in ("account_to_state", "account_to_cohort_inputs")]
+    admin = KafkaAdminClient(client_id=f"{run_env.run_id}-describe", **kafka_client_config(settings))
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names])
+    finally:
+        admin.close()
+    topics = described["topic"]
+    assert {name: (topics[name]["cleanup.policy"]["value"], topics[name]["segment.bytes"]["value"])
+            for name in names} == {name: ("compact", str(8 * 2**20)) for name in names}
 
 
 def test_a_canonical_event_stream_reaches_the_table_the_health_topic_and_redis(run_env, worker_factory) -> None:

@@ -40,3 +40,17 @@ def test_http_is_bound_to_localhost_by_default() -> None:
 def test_topic_names_carry_the_configured_prefix() -> None:
     s = Settings(topic_prefix="staging.")
     assert s.topic(s.alerts_topic) == "staging.churn-alerts"
+
+
+def test_a_changelog_segment_smaller_than_kafkas_minimum_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="changelog_segment_bytes"):
+        Settings(changelog_segment_bytes=1024)
+
+
+def test_both_tables_ask_for_changelog_segments_of_the_configured_size() -> None:
+    # A memory:// worker reads a table's whole changelog at a start; closed segments are compacted (ADR 0028).
+    from streams.bootstrap import create_app
+
+    app = create_app(Settings(changelog_segment_bytes=8 * 2**20))
+    configs = {name: app.tables[name].changelog_topic.config for name in ("account_to_state", "account_to_cohort_inputs")}
+    assert configs == {name: {"segment.bytes": str(8 * 2**20)} for name in configs}
