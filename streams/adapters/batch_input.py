@@ -5,7 +5,8 @@ suspend_flow.wait())` per record (two tasks created and cancelled), the conducto
 iterator and an `Event` per record. On the 2-core development machine that costs about 215 CPU-µs per record,
 which caps any agent on Faust's stream near 4,500 records/s whatever it does (ADR 0008). Here the fetch loop
 appends the records of the chosen topics, a fetch answer at a time, to a list that the agent takes whole batches
-from; records of every other topic still take Faust's path. Everything else stays Faust's: group membership and
+from; records of every other topic still take Faust's conductor, with one race against a suspension of the flow per
+partition of an answer instead of one per record (ADR 0027). Everything else stays Faust's: group membership and
 assignment, the `Message` objects, `_unacked_messages` (so a rebalance waits for the batch in flight),
 acknowledgement, commits, seeks, tables and changelogs.
 """
@@ -288,7 +289,7 @@ def _make_drain(batch_input: BatchInput) -> Any:
         """Faust 0.15's `Consumer._drain_messages` and `Consumer.getmany`, with records of `fast_topics` put into
         the batch input instead of awaited through the conductor, a fetch answer at a time (ADR 0011). Read
         offsets and gaps are kept as in Faust's loop, and commit-every is checked once per answer rather than per
-        record; records of other topics take Faust's per-record path."""
+        record; records of other topics take Faust's conductor, one suspension race per partition (`_other`)."""
         callback = self.callback
         wait_next_records = self._wait_next_records
         to_message = self._to_message
