@@ -96,7 +96,8 @@ class Settings(BaseSettings):
     # Kafka's segment.bytes for the tables' changelog topics, set when the worker creates them (ADR 0028). A
     # memory:// worker restores a table by reading all of its changelog, and Kafka compacts only closed segments:
     # the open one, up to this size per partition, keeps every state version written since it opened. Kafka's
-    # default, 1 GiB, is ~1.3 million ~800-B states per partition to read at each start; 64 MiB is ~80,000. Bytes.
+    # default, 1 GiB, is ~1.2 million states per partition to read at each start (~870 B each with key and record
+    # overhead); 64 MiB is ~77,000. Bytes.
     changelog_segment_bytes: int = Field(64 * 2**20, ge=2**20, le=2**30)
     thresholds_file: Path | None = None
     # A changed health record is published (topic + Redis) at most this often per account unless the account
