@@ -58,25 +58,26 @@ class FaustVersionError(RuntimeError):
 
 def faust_drain_matches() -> bool:
     """Whether the installed Faust's fetch loop is the one `_make_drain` copies."""
-    return _source_hash(Consumer._drain_messages) == FAUST_DRAIN_SHA256
+    return source_hash(Consumer._drain_messages) == FAUST_DRAIN_SHA256
 
 
 def faust_getmany_matches() -> bool:
     """Whether the installed Faust's `Consumer.getmany` is the one `_make_drain` does a fetch answer at a time."""
-    return _source_hash(Consumer.getmany) == FAUST_GETMANY_SHA256
+    return source_hash(Consumer.getmany) == FAUST_GETMANY_SHA256
 
 
 def faust_ack_matches() -> bool:
     """Whether the installed Faust's `Consumer.ack` keeps the bookkeeping `acknowledge` does in bulk."""
-    return _source_hash(Consumer.ack) == FAUST_ACK_SHA256
+    return source_hash(Consumer.ack) == FAUST_ACK_SHA256
 
 
 def faust_new_offset_matches() -> bool:
     """Whether the installed Faust's `Consumer._new_offset` is the one `new_offset` gives the same answers as."""
-    return _source_hash(Consumer._new_offset) == FAUST_NEW_OFFSET_SHA256
+    return source_hash(Consumer._new_offset) == FAUST_NEW_OFFSET_SHA256
 
 
-def _source_hash(method: Any) -> str | None:
+def source_hash(method: Any) -> str | None:
+    """sha256 of a Faust method's source, what the FAUST_*_SHA256 pins hold; None when there is no source."""
     try:
         source = inspect.getsource(method)
     except (OSError, TypeError):  # no source to compare (a frozen install): not known to match
@@ -214,11 +215,19 @@ class BatchInput:
         return batch
 
 
-def _refuse_unpinned_faust() -> None:
-    """FaustVersionError (one line for the worker command) unless every Faust method this module copies or
-    replaces is faust-streaming 0.15.3's."""
-    import faust
+def refuse_unless_pinned(matches: bool, method: str, use: str, adr: str, constant: str) -> None:
+    """FaustVersionError, one line for the worker command, unless the installed Faust's `method` is the
+    faust-streaming 0.15.3 one that `use` copies or relies on (`matches`: its source hash is `constant`)."""
+    if not matches:
+        import faust
 
+        raise FaustVersionError(f"faust-streaming {faust.__version__}: {method} is not the one {use}; re-check it "
+                                f"({adr}) and update {constant}")
+
+
+def _refuse_unpinned_faust() -> None:
+    """FaustVersionError unless every Faust method this module copies or replaces is faust-streaming 0.15.3's."""
+    here = "streams/adapters/batch_input.py's"
     for matches, method, use, adr, constant in (
         (faust_drain_matches, "Consumer._drain_messages", "_make_drain copies", "ADR 0011", "FAUST_DRAIN_SHA256"),
         (faust_getmany_matches, "Consumer.getmany", "_make_drain copies", "ADR 0011", "FAUST_GETMANY_SHA256"),
@@ -226,10 +235,7 @@ def _refuse_unpinned_faust() -> None:
         (faust_new_offset_matches, "Consumer._new_offset", "new_offset replaces", "ADR 0024",
          "FAUST_NEW_OFFSET_SHA256"),
     ):
-        if not matches():
-            raise FaustVersionError(f"faust-streaming {faust.__version__}: {method} is not the one "
-                                    f"streams/adapters/batch_input.py's {use}; re-check it ({adr}) and update "
-                                    f"{constant}")
+        refuse_unless_pinned(matches(), method, f"{here} {use}", adr, constant)
 
 
 def install(app: Any, batch_input: BatchInput) -> None:
@@ -312,6 +318,10 @@ def _make_drain(batch_input: BatchInput) -> Any:
                 self._n_acked = 0
                 await self.commit()
 
+        def _flow_stopped(generation_id: int) -> bool:
+            """A rebalance began since the answer was fetched: what is left of it is read again."""
+            return not self.flow_active or suspend_flow.is_set() or app.consumer_generation_id != generation_id
+
         async def _other(tp: TP, records: list[Any], generation_id: int) -> bool:
             """Faust's loop body for one partition's records of a topic that is not ours (changelogs while tables
             recover or keep standbys, raw events, cohort inputs); False: the flow stopped.
@@ -328,7 +338,7 @@ def _make_drain(batch_input: BatchInput) -> Any:
         async def _deliver(tp: TP, records: list[Any], generation_id: int) -> bool:
             since_yield = 0
             for record in records:
-                if not self.flow_active or suspend_flow.is_set() or app.consumer_generation_id != generation_id:
+                if _flow_stopped(generation_id):
                     return False
                 message = to_message(tp, record)
                 offset = message.offset
@@ -389,7 +399,7 @@ def _make_drain(batch_input: BatchInput) -> Any:
                     # meanwhile (as Faust's loop does; it is read again).
                     await self.wait_first(batch_input.wait_for_space(), suspend_flow.wait())
                     since_yield = 0
-                if not self.flow_active or suspend_flow.is_set() or app.consumer_generation_id != generation_id:
+                if _flow_stopped(generation_id):
                     return  # a rebalance: the rest is read again from the committed offset
                 unacked.add(message)  # a rebalance waits for it (Consumer.track_message)
                 put(message)

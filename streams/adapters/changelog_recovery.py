@@ -5,8 +5,9 @@ rebalance, and a standby replica reads them all the time. Faust's `Recovery._slu
 changelog record from its queue through `asyncio.wait_for` (a task and a timer per record) and then asks whether
 recovery is done (a `Counter` over every changelog partition per record): about half of the worker's CPU while it
 recovered. This copy awaits the first record as Faust does, takes the rest the queue already holds without
-waiting, applies each record exactly as Faust does, and asks whether recovery is done once per chunk. Nothing
-awaits between the records of a chunk, so the answer is the same as Faust's would be after the chunk's last.
+waiting, applies each record as Faust does (one difference, for a partition neither active nor standby: `_apply`),
+and asks whether recovery is done once per chunk. Nothing awaits between the records of a chunk, so the answer is
+the same as Faust's would be after the chunk's last.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from faust.tables.recovery import logger as faust_logger
 from faust.utils.tracing import finish_span
 from mode.services import ServiceTask
 
-from streams.adapters.batch_input import FaustVersionError, _source_hash
+from streams.adapters.batch_input import refuse_unless_pinned, source_hash
 
 # sha256 of the source of faust-streaming 0.15.3's `Recovery._slurp_changelogs`, the loop `_slurp_changelogs` copies.
 FAUST_SLURP_SHA256 = "7825c7e50f766d5ab0fd246b63420ea0dfcd732d005f1057cc9da656ff5d3967"
@@ -33,18 +34,14 @@ SLURP_CHUNK = 1000
 
 def faust_slurp_matches() -> bool:
     """Whether the installed Faust's recovery loop is the one `_slurp_changelogs` copies."""
-    return _source_hash(Recovery._slurp_changelogs.fun) == FAUST_SLURP_SHA256
+    return source_hash(Recovery._slurp_changelogs.fun) == FAUST_SLURP_SHA256
 
 
 def install(app: Any) -> None:
     """Run the app's table recovery with `_slurp_changelogs`. Call before the worker starts (Faust starts the
     recovery service's tasks when it starts); a Faust whose loop is not the copied one is refused in one line."""
-    if not faust_slurp_matches():
-        import faust
-
-        raise FaustVersionError(f"faust-streaming {faust.__version__}: Recovery._slurp_changelogs is not the one "
-                                "streams/adapters/changelog_recovery.py copies; re-check it (ADR 0027) and update "
-                                "FAUST_SLURP_SHA256")
+    refuse_unless_pinned(faust_slurp_matches(), "Recovery._slurp_changelogs",
+                         "streams/adapters/changelog_recovery.py copies", "ADR 0027", "FAUST_SLURP_SHA256")
     # mode starts a service's tasks by attribute name, so the instance's attribute is the one started.
     app.tables.recovery._slurp_changelogs = ServiceTask(_slurp_changelogs)
 
