@@ -20,6 +20,8 @@ from streams.adapters.batch_input import Ack, BatchInput, acknowledge, bound_fet
 from streams.adapters.batch_input import install as install_batch_input
 from streams.adapters.changelog_recovery import install as install_changelog_recovery
 from streams.adapters.changelog_writer import ChangelogWriter, Staged
+from streams.adapters.take_events import refuse_unpinned_faust as refuse_unpinned_take_events
+from streams.adapters.take_events import take_events
 from streams.alignment import UsageGate, align, billing_read_to_end, partitions_to_check
 from streams.domain.aggregate import (
     AccountAggregate,
@@ -568,6 +570,7 @@ def register(ctx: Context) -> None:
     batch_input = BatchInput((billing_name, usage_name, actions_name), settings.batch_size)
     install_batch_input(app, batch_input)
     install_changelog_recovery(app)  # ADR 0027
+    refuse_unpinned_take_events()  # ADR 0029: the two agents on Faust streams take batches with the copy
     bound_fetch_wait(app, settings.fetch_max_wait_ms, settings.fetch_min_bytes)
     ctx.batch_input = batch_input  # Faust's flow control holds it weakly
 
@@ -1069,7 +1072,7 @@ def register(ctx: Context) -> None:
     async def normalize_raw_events(stream: Any) -> None:
         """Adapt Stripe / Segment payloads to canonical events, keyed by account, on the canonical topics."""
         stripe_name = settings.topic(settings.stripe_topic)
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+        async for events in take_events(stream, settings.batch_size, within=settings.batch_timeout_s):
             try:
                 await _normalize(events, stripe_name)
             except Exception as exc:
@@ -1108,7 +1111,7 @@ def register(ctx: Context) -> None:
     @app.agent(topics["cohort_inputs"], concurrency=1)
     async def collect_cohort_inputs(stream: Any) -> None:
         """Keep the newest cohort snapshot per account (latest wins, so redelivery is harmless)."""
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_timeout_s):
+        async for events in take_events(stream, settings.batch_size, within=settings.batch_timeout_s):
             try:
                 await _ensure_changelog_metadata()
                 # Only APPLY: a SEEN snapshot is older than one already in the table for its account.
