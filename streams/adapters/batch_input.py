@@ -411,7 +411,8 @@ def _make_drain(batch_input: BatchInput) -> Any:
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
                 set_flag(flag_consumer_fetching)
-                await self.sleep(0)
+                # Faust's `self.sleep(0)` is a `wait_for` on the stop event: a task and a timer an answer, to yield.
+                await asyncio.sleep(0)
                 if not self.should_stop:
                     records, active_partitions = await wait_next_records(1.0)
                     if records is not None and not self.should_stop:
