@@ -2,7 +2,7 @@
 
 Faust's loop wakes every `within` seconds whether or not an event came, and each wake is a `Service.wait` (three
 tasks and a timer). The two agents on Faust streams (raw sources, cohort inputs) take batches with `within` =
-`CHURNWATCH_BATCH_TIMEOUT_S`, 5 ms: ~400 wakes a second between them, ~0.06 of a core of an idle worker's event
+`CHURNWATCH_BATCH_TIMEOUT_S`, 5 ms: ~300 wakes a second between them, ~0.06 of a core of an idle worker's event
 loop, at every rate. This copy waits without a timeout while the buffer is empty. From its first event, the batch
 waits up to `within` to fill, or yields at once when it holds `max_`, as there. Everything else (the buffering
 processor, the acknowledgements after the batch is consumed, the clean-up) is Faust's, line for line.
