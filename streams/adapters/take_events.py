@@ -49,7 +49,7 @@ async def take_events(self: Any, max_: int, within: float | None) -> AsyncGenera
     buffer_size = buffer.__len__
     buffer_full = asyncio.Event()
     buffer_consumed = asyncio.Event()
-    buffer_started = asyncio.Event()  # not in Faust's: set by the first event of a batch
+    buffer_started = asyncio.Event()  # not in Faust's: set as an event is buffered, cleared before the idle wait
     timeout = want_seconds(within) if within else None
     stream_enable_acks: bool = self.enable_acks
 
