@@ -361,8 +361,8 @@ def to_read_model(
     """
     cfg = config or _DEFAULT_CONFIG
     day = state.as_of_day if as_of is None else day_index(as_of)
-    health = health_score(state, day, weights or cfg.health_weights, cfg.health_targets)
     summary = engagement_summary(state, day, key_roles=cfg.key_roles)
+    health = health_score(state, day, weights or cfg.health_weights, cfg.health_targets, summary)
     stage = state.stage if day == state.as_of_day else lifecycle_stage(state, day, cfg)
     return {
         "account_id": state.account_id,

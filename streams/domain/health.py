@@ -138,11 +138,14 @@ def health_trend(state: AccountState, day: int, score: int, summary: EngagementS
 
 
 def health_score(state: AccountState, as_of: date | datetime | int, weights: HealthWeights,
-                 targets: HealthTargets | None = None) -> Health:
-    """Health on as_of's UTC day (int = day index): the weighted components and the 30-day trend."""
+                 targets: HealthTargets | None = None, summary: EngagementSummary | None = None) -> Health:
+    """Health on as_of's UTC day (int = day index): the weighted components and the 30-day trend. `summary`, when
+    the caller has it, is the account's engagement summary on that day (any key roles: health does not read
+    key users); it is computed otherwise."""
     day = as_of if isinstance(as_of, int) else day_index(as_of)
     t = targets or _DEFAULT_TARGETS
-    summary = engagement_summary(state, day)
+    if summary is None:
+        summary = engagement_summary(state, day)
     components = components_of(state, summary, t)
     score = weighted_score(components, weights)
     return Health(score, components, health_trend(state, day, score, summary, weights, t))

@@ -29,7 +29,7 @@ from streams.domain.engagement import (
     epoch_of,
     tickets_opened,
 )
-from streams.domain.health import Health, components_of, health_trend, weighted_score
+from streams.domain.health import Health, health_score
 from streams.domain.thresholds import RANK, LadderRule, RuleSet
 
 
@@ -679,10 +679,7 @@ def assess(
     day, _ = _as_of_s(as_of)
     summary = engagement_summary(state, day, key_roles=config.key_roles)
     if health is None:
-        t = config.health_targets
-        components = components_of(state, summary, t)
-        score = weighted_score(components, config.health_weights)
-        health = Health(score, components, health_trend(state, day, score, summary, config.health_weights, t))
+        health = health_score(state, day, config.health_weights, config.health_targets, summary)
     stage = state.stage if day == state.engagement.clock_day else lifecycle_stage(state, day, config)
     # A rule's signal carries its RULES key as trigger: skipping a rule drops exactly the signal a caller
     # filtering by trigger would drop (a billing checkpoint runs 3 of the 14 rules).
