@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import multiprocessing
 import os
 import time
@@ -284,6 +285,10 @@ def _shard_main(conn: Connection, lines: Iterable[bytes], o: _Options, shard: tu
     """A forked replay process: its accounts' share of the input. It sends its watermark, makes the final tick at
     the one it receives (the whole input's), and sends back its states encoded (MERGE_CHUNK_STATES a message),
     then its alerts and its counters."""
+    # The parent's objects, inherited at the fork, are never collected here: frozen, the collector does not walk
+    # them, and its walk does not write to (copy) their pages. Measured on the bench's replay: the forked process's
+    # two young collections took 0.13-0.15 s instead of the parent's 0.03-0.04; frozen, 0.02-0.03 (ADR 0022).
+    gc.freeze()
     try:
         result = ReplayResult()
         conn.send(("watermark", _replay_shard(lines, o, result, None, shard)))
