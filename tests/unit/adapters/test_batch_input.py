@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import random
-import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +28,7 @@ from streams.adapters.batch_input import (
     last_fetch_ms,
     new_offset,
 )
+from tests.support.offline_app import offline_app
 
 
 @dataclass
@@ -161,16 +161,14 @@ def test_a_faust_whose_copied_or_replaced_method_changed_is_refused_before_the_w
     monkeypatch: pytest.MonkeyPatch, method: str, replacement: Any, constant: str,
 ) -> None:
     monkeypatch.setattr(faust.transport.consumer.Consumer, method, replacement)
-    app = faust.App(f"test-pinned{method}", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
-                    datadir=tempfile.mkdtemp(prefix="pinned-"))
+    app = offline_app("pinned")
     with pytest.raises(FaustVersionError, match=rf"Consumer\.{method} .* {constant}"):
         install(app, make_input())
 
 
 def test_the_worker_consumer_is_created_with_the_bounded_fetch_wait_and_minimum_bytes() -> None:
     async def go() -> None:
-        app = faust.App("test-fetch-wait", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
-                        datadir=tempfile.mkdtemp(prefix="fetch-wait-"))
+        app = offline_app("fetch-wait")
         bound_fetch_wait(app, 20, 65536)
         consumer = app.consumer._thread._create_worker_consumer(app.transport)  # no connection until start()
         try:
@@ -189,8 +187,7 @@ def test_the_last_fetch_time_of_a_partition_is_read_from_the_worker_consumer() -
     per-partition timestamp of the last fetch answer; None before the consumer exists and for a partition it does
     not hold."""
     async def go() -> None:
-        app = faust.App("test-last-fetch", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
-                        datadir=tempfile.mkdtemp(prefix="last-fetch-"))
+        app = offline_app("last-fetch")
         billing = TP("billing", 0)
         assert last_fetch_ms(app, billing) is None  # no consumer yet
         thread = app.consumer._thread
@@ -227,8 +224,7 @@ def test_an_aiokafka_without_a_fetch_attribute_is_refused_at_app_creation(
     monkeypatch: pytest.MonkeyPatch, start: Any, missing: str,
 ) -> None:
     monkeypatch.setattr(AIOKafkaConsumer, "start", start)
-    app = faust.App("test-fetch-wait-refused", broker="kafka://127.0.0.1:1", store="memory://", web_enabled=False,
-                    datadir=tempfile.mkdtemp(prefix="fetch-wait-"))
+    app = offline_app("fetch-wait-refused")
     with pytest.raises(FaustVersionError, match=missing):
         bound_fetch_wait(app, 20, 1)
 
@@ -242,7 +238,7 @@ class _Message:
 
 def _faust_consumer() -> Any:
     """A real Faust consumer (faust-streaming as pinned), never started: only its acknowledgement bookkeeping."""
-    app = faust.App("ack-test", broker="kafka://127.0.0.1:1", store="memory://")
+    app = offline_app("ack")
     app.topics._acking_topics.add("usage")  # what subscribing an agent to the topic does
     return app.consumer
 

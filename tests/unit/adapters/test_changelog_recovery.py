@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -19,15 +17,14 @@ from mode.services import ServiceTask
 from streams.adapters import changelog_recovery
 from streams.adapters.batch_input import FaustVersionError
 from streams.adapters.changelog_recovery import _slurp_changelogs, faust_slurp_matches, install
+from tests.support.offline_app import offline_app
 
-_apps = itertools.count()
 ACTIVE, STANDBY = 0, 1
 Slurp = Callable[[Any], Any]
 
 
 def _app() -> faust.App:
-    return faust.App(f"test-recovery-{next(_apps)}", broker="kafka://127.0.0.1:1", store="memory://",
-                     web_enabled=False, datadir=tempfile.mkdtemp(prefix="recovery-"))
+    return offline_app("recovery")
 
 
 def changelog_event(app: faust.App, topic: str, partition: int, offset: int, key: str, value: Any) -> Event:

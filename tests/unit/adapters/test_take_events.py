@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-import faust
 import pytest
 
 from streams.adapters import take_events as take_events_module
 from streams.adapters.batch_input import FaustVersionError
 from streams.adapters.take_events import faust_take_events_matches, refuse_unpinned_faust, take_events
+from tests.support.offline_app import offline_app
 
-_apps = itertools.count()
 Take = Callable[[Any, int, float], AsyncIterator[list[Any]]]
 
 
@@ -38,8 +35,7 @@ class Taking:
         self.batch_arrived = asyncio.Event()
 
     async def __aenter__(self) -> Taking:
-        app = faust.App(f"test-take-{next(_apps)}", broker="kafka://127.0.0.1:1", store="memory://",
-                        web_enabled=False, datadir=tempfile.mkdtemp(prefix="take-"))
+        app = offline_app("take")
         app.flow_control.resume()  # a started worker's flow; a channel's put waits for it
         self.channel = app.channel()
         stream: Any = self.channel.stream()
