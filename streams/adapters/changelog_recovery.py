@@ -8,6 +8,10 @@ recovered. This copy awaits the first record as Faust does, takes the rest the q
 waiting, applies each record as Faust does (one difference, for a partition neither active nor standby: `_apply`),
 and asks whether recovery is done once per chunk. Nothing awaits between the records of a chunk, so the answer is
 the same as Faust's would be after the chunk's last.
+
+Faust's table manager also sleeps a second when it starts, before it registers the tables' changelog channels
+(tables added later are refused); every start waits for it. The worker's tables are all declared before it starts,
+so `_start_tables` registers them at once (ADR 0030).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import monotonic
+from types import MethodType
 from typing import Any
 
+from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.tables.recovery import logger as faust_logger
 from faust.utils.tracing import finish_span
@@ -32,18 +38,42 @@ FAUST_SLURP_SHA256 = "7825c7e50f766d5ab0fd246b63420ea0dfcd732d005f1057cc9da656ff
 SLURP_CHUNK = 1000
 
 
+# sha256 of the source of faust-streaming 0.15.3's `TableManager.on_start`, which `_start_tables` replaces.
+FAUST_TABLES_ON_START_SHA256 = "365dd25fbc0e068499c89e526516c638693a2d143b6ac249f84a60f5267fec9d"
+
+
+def faust_tables_on_start_matches() -> bool:
+    """Whether the installed Faust's `TableManager.on_start` is the one `_start_tables` replaces."""
+    return source_hash(TableManager.on_start) == FAUST_TABLES_ON_START_SHA256
+
+
 def faust_slurp_matches() -> bool:
     """Whether the installed Faust's recovery loop is the one `_slurp_changelogs` copies."""
     return source_hash(Recovery._slurp_changelogs.fun) == FAUST_SLURP_SHA256
 
 
 def install(app: Any) -> None:
-    """Run the app's table recovery with `_slurp_changelogs`. Call before the worker starts (Faust starts the
-    recovery service's tasks when it starts); a Faust whose loop is not the copied one is refused in one line."""
-    refuse_unless_pinned(faust_slurp_matches(), "Recovery._slurp_changelogs",
-                         "streams/adapters/changelog_recovery.py copies", "ADR 0027", "FAUST_SLURP_SHA256")
-    # mode starts a service's tasks by attribute name, so the instance's attribute is the one started.
+    """Run the app's table recovery with `_slurp_changelogs`, and start its table manager with `_start_tables`.
+    Call before the worker starts (Faust starts the recovery service's tasks when it starts); a Faust whose loop
+    or table start is not the one copied or replaced is refused in one line."""
+    here = "streams/adapters/changelog_recovery.py"
+    refuse_unless_pinned(faust_slurp_matches(), "Recovery._slurp_changelogs", f"{here} copies", "ADR 0027",
+                         "FAUST_SLURP_SHA256")
+    refuse_unless_pinned(faust_tables_on_start_matches(), "TableManager.on_start", f"{here} replaces", "ADR 0030",
+                         "FAUST_TABLES_ON_START_SHA256")
+    # mode starts a service's tasks by attribute name, so the instance's attribute is the one started; and it
+    # calls `self.on_start()`, so the instance's method is the one run.
     app.tables.recovery._slurp_changelogs = ServiceTask(_slurp_changelogs)
+    app.tables.on_start = MethodType(_start_tables, app.tables)
+
+
+async def _start_tables(self: Any) -> None:
+    """faust-streaming 0.15.3's `TableManager.on_start` without its first `await self.sleep(1.0)`: the tables'
+    changelog channels are registered (and later tables refused) and recovery started at once. Measured: a worker
+    on the bench's stack answered /ready in 1.98-2.87 s instead of 3.16-3.81 s (ADR 0030)."""
+    if not self.should_stop:
+        await self._update_channels()
+        await self.recovery.start()
 
 
 async def _slurp_changelogs(self: Any) -> None:  # pragma: no cover - runs inside Faust's worker

@@ -1,4 +1,5 @@
-"""The changelog recovery loop (ADR 0027) leaves tables and offsets as Faust's own loop does, and replaces only it."""
+"""The changelog recovery loop (ADR 0027) leaves tables and offsets as Faust's own loop does, and replaces only it; the
+table manager starts without Faust's second of sleep (ADR 0030)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import faust
 import pytest
 from faust.events import Event
+from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP
 from faust.types.tuples import Message
@@ -16,7 +18,12 @@ from mode.services import ServiceTask
 
 from streams.adapters import changelog_recovery
 from streams.adapters.batch_input import FaustVersionError
-from streams.adapters.changelog_recovery import _slurp_changelogs, faust_slurp_matches, install
+from streams.adapters.changelog_recovery import (
+    _slurp_changelogs,
+    faust_slurp_matches,
+    faust_tables_on_start_matches,
+    install,
+)
 from tests.support.offline_app import offline_app
 
 ACTIVE, STANDBY = 0, 1
@@ -127,4 +134,52 @@ def test_a_faust_whose_recovery_loop_changed_is_refused_before_the_worker_starts
 
     monkeypatch.setattr(Recovery, "_slurp_changelogs", ServiceTask(another_loop))
     with pytest.raises(FaustVersionError, match=r"Recovery\._slurp_changelogs .* FAUST_SLURP_SHA256"):
+        install(_app())
+
+
+async def _start_table_manager(app: faust.App) -> dict[str, Any]:
+    """Run the app's table manager's on_start offline (its consumer built, assigned nothing; recovery not really
+    started); what it did."""
+    tables: Any = app.tables
+    thread: Any = app.consumer._thread
+    thread._consumer = thread._create_worker_consumer(app.transport)  # no connection until start()
+    slept: list[float] = []
+    recovery_started: list[bool] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    async def start_recovery() -> None:
+        recovery_started.append(True)
+
+    tables.sleep, tables.recovery.start = sleep, start_recovery
+    try:
+        await tables.on_start()
+    finally:
+        await thread._consumer.stop()
+    return {"slept": slept, "recovery_started": recovery_started, "registered": tables._tables_registered.is_set()}
+
+
+def test_the_installed_faust_table_start_is_the_one_changelog_recovery_replaces() -> None:
+    # A Faust upgrade changes TableManager.on_start: the replacement must be re-checked (ADR 0030).
+    assert faust_tables_on_start_matches()
+
+
+def test_installed_the_table_manager_registers_the_tables_and_starts_recovery_without_faust_s_second_of_sleep() -> None:
+    faust_s = asyncio.run(_start_table_manager(_app()))
+    app = _app()
+    install(app)
+    ours = asyncio.run(_start_table_manager(app))
+    assert faust_s == {"slept": [1.0], "recovery_started": [True], "registered": True}
+    assert ours == {"slept": [], "recovery_started": [True], "registered": True}
+    with pytest.raises(RuntimeError, match="Too late to add tables"):
+        app.Table("declared-after-the-start")  # as with Faust's start: every table is declared before it
+
+
+def test_a_faust_whose_table_start_changed_is_refused_before_the_worker_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def another_start(self: Any) -> None:  # another Faust's table manager start
+        return None
+
+    monkeypatch.setattr(TableManager, "on_start", another_start)
+    with pytest.raises(FaustVersionError, match=r"TableManager\.on_start .* FAUST_TABLES_ON_START_SHA256"):
         install(_app())
