@@ -9,6 +9,7 @@ from fractions import Fraction
 from typing import Any, NamedTuple
 
 from schemas.events import NpsResponded
+from streams.domain.engagement import DAY_S
 from streams.domain.mrr import (
     MonthFacts,
     MrrLedger,
@@ -16,6 +17,7 @@ from streams.domain.mrr import (
     add_months,
     ledger_months,
     month_of,
+    month_of_day,
     months_between,
     months_since_activation,
 )
@@ -699,11 +701,30 @@ def trial_conversion_by_month(
 
 def tally_nps(responses: Iterable[NpsResponded]) -> dict[str, dict[str, NpsTally]]:
     """month -> account id -> tally, counting each (account, user)'s latest response in that month."""
+    return _tally_latest(
+        (month_of(r.occurred_at), r.account_id, r.user_id, r.occurred_at, r.event_id, r.score) for r in responses
+    )
+
+
+def tally_nps_rows(account_id: str, rows: Iterable[list[Any] | tuple[int, str, str, int]]
+                   ) -> dict[str, dict[str, NpsTally]]:
+    """`tally_nps` of one account's kept NPS answers as its cohort snapshot lists them: [at_s (whole epoch
+    seconds), event_id, user_id, score]. No datetime or response object is built per answer: building them was
+    about a sixth of a portfolio refresh from nothing."""
+    return _tally_latest(
+        (month_of_day(int(at_s) // DAY_S), account_id, user_id, at_s, event_id, score)
+        for at_s, event_id, user_id, score in rows
+    )
+
+
+def _tally_latest(answers: Iterable[tuple[str, str, str, Any, str, int]]) -> dict[str, dict[str, NpsTally]]:
+    """(month, account id, user id, when, event id, score) answers -> month -> account id -> tally, counting each
+    (account, user)'s latest answer in a month, latest by (when, event id)."""
     latest: dict[tuple[str, str, str], tuple[Any, str, int]] = {}
-    for r in responses:
-        key = (month_of(r.occurred_at), r.account_id, r.user_id)
+    for month, account_id, user_id, at, event_id, score in answers:
+        key = (month, account_id, user_id)
         seen = latest.get(key)
-        candidate = (r.occurred_at, r.event_id, r.score)
+        candidate = (at, event_id, score)
         if seen is None or candidate[:2] > seen[:2]:
             latest[key] = candidate
     counts: dict[str, dict[str, list[int]]] = {}

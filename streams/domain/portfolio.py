@@ -9,7 +9,6 @@ from typing import Any
 
 import orjson
 
-from streams.domain.aggregate import NpsResponse
 from streams.domain.cohorts import (
     UNKNOWN_SEGMENT,
     AggregateKey,
@@ -26,7 +25,7 @@ from streams.domain.cohorts import (
     ledger_bounds,
     month_range,
     second_month_retention,
-    tally_nps,
+    tally_nps_rows,
     twelfth_month_retention,
 )
 from streams.domain.mrr import MrrLedger, decode_ledger
@@ -94,16 +93,14 @@ class _Decoded:
     """One cohort snapshot, decoded: what its account adds to the totals depends on nothing else (but the months
     covered and, for a ledger kept under another account's id, that account's segment)."""
 
-    __slots__ = ("ledger", "responses", "segment")
+    __slots__ = ("account_id", "ledger", "nps_rows", "segment")
 
     def __init__(self, account_id: str, raw: bytes) -> None:
         snap = orjson.loads(raw)
+        self.account_id = account_id
         self.ledger: MrrLedger = decode_ledger(snap["ledger"])
         self.segment: str = snap["segment"]
-        self.responses = [
-            NpsResponse(datetime.fromtimestamp(at_s, tz=UTC), event_id, account_id, user_id, score)
-            for at_s, event_id, user_id, score in snap["nps"]
-        ]
+        self.nps_rows: list[list[Any]] = snap["nps"]  # [at_s, event_id, user_id, score]: `tally_nps_rows`
 
 
 class _Summed:
@@ -237,7 +234,7 @@ def _contributions(decoded: _Decoded, ledger_segment: str, month_span: tuple[str
     out: list[tuple[AggregateKey, Counters]] = []
     if decoded.ledger.first_month is not None:
         out.extend(account_contributions(decoded.ledger, ledger_segment, from_month, through_month))
-    for month, per_account in tally_nps(decoded.responses).items():  # type: ignore[arg-type]
+    for month, per_account in tally_nps_rows(decoded.account_id, decoded.nps_rows).items():
         if from_month <= month <= through_month:
             for tally in per_account.values():
                 out.extend(keyed_nps_contributions(month, tally, decoded.segment))

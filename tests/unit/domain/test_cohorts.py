@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from streams.domain.aggregate import NpsResponse
 from streams.domain.cohorts import (
     AggregateKey,
     CompanyMonth,
@@ -24,6 +28,7 @@ from streams.domain.cohorts import (
     second_month_retention,
     segment_breakdown,
     tally_nps,
+    tally_nps_rows,
     trial_conversion_by_month,
     twelfth_month_retention,
 )
@@ -235,6 +240,31 @@ def test_worked_example_5_nps_counts_each_users_latest_answer_in_the_month() -> 
     march = example_3_months(nps_by_month=tallies)["2024-03"]
     assert (march.nps, march.nps_responses) == (20.0, 5)
     assert example_3_months(nps_by_month=tallies)["2024-02"].nps is None
+
+
+def test_worked_example_5_tallied_from_cohort_snapshot_rows_gives_the_same_tallies() -> None:
+    # The portfolio tallies an account's answers from its cohort snapshot's rows (at_s, event_id, user_id, score).
+    rows: dict[str, list[tuple[int, str, str, int]]] = {}
+    for e in EXAMPLE_5:
+        rows.setdefault(e.account_id, []).append((int(e.occurred_at.timestamp()), e.event_id, e.user_id, e.score))
+    merged: dict[str, dict[str, NpsTally]] = {}
+    for account_id, answers in rows.items():
+        for month, per_account in tally_nps_rows(account_id, answers).items():
+            merged.setdefault(month, {}).update(per_account)
+    assert merged == tally_nps(EXAMPLE_5)
+
+
+# Whole epoch seconds from 2023-12-25 to 2024-03-08: answers around two month ends (and a year end).
+NPS_ROWS = st.lists(st.tuples(st.integers(1_703_462_400, 1_709_856_000), st.sampled_from(["e1", "e2", "e3"]),
+                              st.sampled_from(["u1", "u2"]), st.integers(0, 10)), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(rows=NPS_ROWS)
+def test_an_accounts_snapshot_rows_tally_as_its_answers_do(rows: list[tuple[int, str, str, int]]) -> None:
+    responses = [NpsResponse(datetime.fromtimestamp(at, tz=UTC), eid, "acct", user, score)
+                 for at, eid, user, score in rows]
+    assert tally_nps_rows("acct", rows) == tally_nps(responses)  # type: ignore[arg-type]
 
 
 # docs/metrics.md, example 6
