@@ -710,7 +710,7 @@ def tally_nps_rows(account_id: str, rows: Iterable[list[Any] | tuple[int, str, s
                    ) -> dict[str, dict[str, NpsTally]]:
     """`tally_nps` of one account's kept NPS answers as its cohort snapshot lists them: [at_s (whole epoch
     seconds), event_id, user_id, score]. No datetime or response object is built per answer: building them was
-    about a sixth of a portfolio refresh from nothing."""
+    ~7 % of a portfolio refresh from nothing (ADR 0003, addendum)."""
     return _tally_latest(
         (month_of_day(int(at_s) // DAY_S), account_id, user_id, at_s, event_id, score)
         for at_s, event_id, user_id, score in rows

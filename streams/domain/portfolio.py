@@ -196,7 +196,8 @@ class PortfolioBuilder:
     def _sum_all(self, segments: dict[str, str], month_span: tuple[str, str], pace: Callable[[], None] | None,
                  changed: dict[str, tuple[_Summed | None, _Decoded]]) -> None:
         """Every account summed again from nothing; those this refresh decoded already (all of them after a start)
-        are not decoded a second time: that made a refresh from nothing ~25 % slower (ADR 0003, addendum)."""
+        are not decoded a second time: decoding them again was ~25 % of a refresh from nothing (ADR 0003,
+        addendum)."""
         self._totals, self._range = {}, month_span
         for account_id, entry in self._summed.items():
             fresh = changed.get(account_id)
