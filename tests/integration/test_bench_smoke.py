@@ -47,6 +47,9 @@ def assert_latency_window_measured(result: dict[str, Any]) -> None:
     worst = result["latency_worst_ms_by_second"]
     assert isinstance(worst, list) and worst, worst
     assert max(worst) == round(float(result["latency_max_ms"])), (worst, result["latency_max_ms"])
+    # Each probe's send by the worker comes before its arrival at the probe consumer, so every quantile does too.
+    assert 0 < result["latency_to_send_p50_ms"] <= result["latency_p50_ms"]
+    assert 0 < result["latency_to_send_p99_ms"] <= result["latency_p99_ms"]
 
 
 def test_quick_bench_writes_a_well_formed_result(local_stack: stack.StackConfig, tmp_path: Path) -> None:
