@@ -316,6 +316,8 @@ def register(ctx: Context) -> None:
 
     # The flush in progress: the rebalance count at its start, and its start time (perf_counter seconds).
     flush_began = [0, 0.0]
+    # Its writes so far: seconds of work (perf_counter) and states written, the pace its pauses spread the rest at.
+    flush_work = [0.0, 0]
 
     async def _flush_step() -> Staged | None:
         """One step of the account-state flush (ADR 0010, ADR 0012). Starts a flush when one is due (every state
@@ -331,6 +333,7 @@ def register(ctx: Context) -> None:
                 return None
             cache.begin_flush()
             flush_began[:] = [app.rebalancing_count, time.perf_counter()]
+            flush_work[:] = [0.0, 0]
         gen = int(flush_began[0])
         # Before any state is written: the outputs recorded in it as done are delivered (ADR 0005, ADR 0015).
         await _await_deliveries()
@@ -338,7 +341,8 @@ def register(ctx: Context) -> None:
         if not _still(gen):
             return None  # the rebalance's completion discards the flush with the cache; its records are read again
         if cache.writes_left:
-            deadline = time.perf_counter() + settings.state_flush_step_s
+            started = time.perf_counter()
+            deadline = started + settings.state_flush_step_s
             writes = []
             observe = metrics.state_bytes.observe
             while (item := cache.next_write()) is not None:
@@ -348,6 +352,8 @@ def register(ctx: Context) -> None:
                 if time.perf_counter() >= deadline:
                     break
             metrics.state_flush_accounts.inc(len(writes))
+            flush_work[0] += time.perf_counter() - started
+            flush_work[1] += len(writes)
             # The store writes happen here, with nothing awaited; their changelog records, in batches (ADR 0012),
             # go to the Kafka client after the lock is released (ADR 0016).
             return changelog.stage(writes)
@@ -380,9 +386,11 @@ def register(ctx: Context) -> None:
         to_acknowledge.clear()
 
     def _flush_pause(step_s: float) -> float:
-        """How long the flush waits after a step of step_s seconds, batches running meanwhile (ADR 0020)."""
+        """How long the flush waits after a step of step_s seconds, batches running meanwhile (ADR 0020): its
+        writes left are spread over what is left of half the flush interval at the pace so far (ADR 0031)."""
         return pause_after_step(step_s, settings.background_duty, time.perf_counter() - flush_began[1],
-                                settings.state_flush_interval_s / 2)
+                                settings.state_flush_interval_s / 2, work_s=flush_work[0], done=int(flush_work[1]),
+                                left=cache.writes_left)
 
     # ADR 0007: Faust can hand a partition's records to the agent out of offset order around a rebalance
     # (records fetched while the flow is suspended are dropped, stale fetches arrive after a seek), and the
@@ -860,6 +868,7 @@ def register(ctx: Context) -> None:
         quota = health_publish_quota(len(health_schedule), publish_tick_s, interval)
         # The longest-waiting first, at most the quota; the rest wait for the next tick.
         steps = Steps(health_schedule.take_due(now, interval, quota), settings.state_flush_step_s)
+        tick_began, work_s = time.perf_counter(), 0.0
         while steps.left:
             async with state_lock:
                 if not _settled():
@@ -872,8 +881,13 @@ def register(ctx: Context) -> None:
                     # Gone, or pending again after a batch published it meanwhile: not due (yet).
                     if agg is not None and health_schedule.is_due(account_id, now, interval):
                         _emit_health(account_id, agg)
-                held_health.observe(time.perf_counter() - began)
-            await asyncio.sleep(0)
+                step_s = time.perf_counter() - began
+                held_health.observe(step_s)
+            # Spread over the tick, as the flush (ADR 0031): back to back, the steps held the input path up.
+            work_s += step_s
+            await asyncio.sleep(pause_after_step(step_s, settings.background_duty, time.perf_counter() - tick_began,
+                                                 publish_tick_s, work_s=work_s, done=steps.done,
+                                                 left=len(steps.items) - steps.done) if steps.left else 0)
         async with state_lock:
             if not _settled():
                 return

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.stepping import Pacer, Steps, pause_after_step
+from streams.stepping import SPREAD_TARGET, Pacer, Steps, pause_after_step
 
 
 class FakeClock:
@@ -61,6 +61,43 @@ def test_a_step_is_followed_by_a_pause_that_leaves_batches_the_rest_of_the_loop(
 
 def test_steps_run_back_to_back_once_the_work_has_used_its_time_budget() -> None:
     assert pause_after_step(0.020, duty=0.25, elapsed_s=5.0, budget_s=5.0) == 0.0
+
+
+def test_work_that_fits_its_duty_keeps_the_duty_s_pause() -> None:
+    # 100 items took 20 ms; 100 left need ~20 ms more, far below a quarter of the 4 s left before the target.
+    assert pause_after_step(0.020, duty=0.25, elapsed_s=0.0, budget_s=5.0, work_s=0.020, done=100,
+                            left=100) == pytest.approx(0.060)
+
+
+def test_work_that_needs_more_than_its_duty_is_spread_to_end_by_the_target_share_of_its_budget() -> None:
+    # A flush of 5,000 states at ~0.17 ms each (0.85 s of work), 20-ms steps: at a duty of 0.1 it would not end
+    # within its 5-s budget and would run its last steps back to back. After the first step (118 states), the
+    # 4,882 left need ~0.83 s within the 4 s before the target: a duty of ~0.21, so ~76 ms between steps.
+    pause = pause_after_step(0.020, duty=0.1, elapsed_s=0.0, budget_s=5.0, work_s=0.020, done=118, left=4882)
+    duty = 0.020 / (0.020 + pause)
+    assert duty == pytest.approx(0.020 * 4882 / 118 / (SPREAD_TARGET * 5.0))
+    assert 0.1 < duty < 0.25
+
+
+def test_spread_work_ends_by_its_target_when_its_pace_holds() -> None:
+    # Simulated: every 20-ms step writes the same number of items, and each pause lasts as asked.
+    work_per_item, items, budget = 0.00017, 5000, 5.0
+    per_step = int(0.020 / work_per_item)
+    elapsed, done = 0.0, 0
+    while done < items:
+        step = min(per_step, items - done)
+        done += step
+        elapsed += step * work_per_item
+        if done < items:
+            elapsed += pause_after_step(step * work_per_item, duty=0.1, elapsed_s=elapsed, budget_s=budget,
+                                        work_s=done * work_per_item, done=done, left=items - done)
+    assert SPREAD_TARGET * budget * 0.9 < elapsed <= SPREAD_TARGET * budget + 0.020  # plus about its last step
+
+
+def test_spread_work_past_its_target_takes_what_is_left_of_the_budget() -> None:
+    # At 4.5 s of a 5-s budget, 0.1 s of work left: a duty of 0.2 (0.5 s left), not back to back.
+    pause = pause_after_step(0.020, duty=0.1, elapsed_s=4.5, budget_s=5.0, work_s=0.9, done=900, left=100)
+    assert pause == pytest.approx(0.080)
 
 
 def test_a_duty_of_one_never_pauses() -> None:
