@@ -889,8 +889,8 @@ def register(ctx: Context) -> None:
                         _emit_health(account_id, agg)
                 step_s = time.perf_counter() - began
                 held_health.observe(step_s)
-            # Spread over half the tick, as the flush over half its interval (ADR 0031): back to back, the steps held
-            # the input path up; past the tick, Faust's timer would warn that it overlaps.
+            # Spread over half the tick (ADR 0031): back to back, the steps held the input path up; past the tick,
+            # Faust's timer would warn that it overlaps.
             work_s += step_s
             await asyncio.sleep(pause_after_step(step_s, settings.background_duty, time.perf_counter() - tick_began,
                                                  publish_tick_s / 2, work_s=work_s, done=steps.done,
