@@ -19,9 +19,10 @@ from schemas.events import BILLING_TYPES
 from streams.adapters.batch_input import Ack, BatchInput, acknowledge, bound_fetch_wait, last_fetch_ms
 from streams.adapters.batch_input import install as install_batch_input
 from streams.adapters.changelog_recovery import install as install_changelog_recovery
-from streams.adapters.changelog_writer import ChangelogWriter, Staged
+from streams.adapters.changelog_writer import ChangelogWriter, Staged, aiokafka_producer
 from streams.adapters.take_events import refuse_unpinned_faust as refuse_unpinned_take_events
 from streams.adapters.take_events import take_events
+from streams.adapters.topic_sender import TopicSender
 from streams.alignment import UsageGate, align, billing_read_to_end, partitions_to_check
 from streams.domain.aggregate import (
     AccountAggregate,
@@ -225,6 +226,10 @@ def register(ctx: Context) -> None:
     topics = ctx.topics
     partition_of = PartitionCache(settings.topic_partitions)
     changelog = ChangelogWriter(table, partition_of)
+    # Health records go out in batches per partition (ADR 0032), not one by one through Faust's producer buffer.
+    health_name = settings.topic(settings.health_topic)
+    health_out = TopicSender(functools.partial(aiokafka_producer, app), health_name,
+                             metrics.output_records_failed.labels(health_name).inc)
     sink = ctx.sink
     key_prefix = settings.redis_key_prefix
     billing_name = settings.topic(settings.billing_topic)
@@ -765,7 +770,7 @@ def register(ctx: Context) -> None:
         key = account_id.encode()
         health = read_model(agg, ctx.domain)
         body = orjson.dumps(health)
-        topics["health"].send_soon(key=key, value=body)
+        health_out.put(key, body)
         if sink is not None:
             sink.put(f"{key_prefix}account:{account_id}", body)
             sink.put_score(f"{key_prefix}accounts:by_score", account_id, float(health["score"]))

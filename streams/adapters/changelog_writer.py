@@ -21,6 +21,34 @@ class Staged:
     batches: list[tuple[int, Any, int]] = field(default_factory=list)  # (partition, batch builder, records)
 
 
+def aiokafka_producer(app: Any) -> Any:
+    """The aiokafka producer under a started Faust app's producer (the one its own sends go through)."""
+    return app.producer._ensure_producer()
+
+
+def partition_batches(producer: Any, records: Sequence[tuple[bytes, bytes]],
+                      partition_of: Callable[[bytes], int]) -> list[tuple[int, Any, int]]:
+    """The (key, value) records in aiokafka batch builders, one per partition (more when one fills), in order:
+    (partition, builder, records in it). Nothing is sent."""
+    open_batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> (builder, [records in it])
+    full: list[tuple[int, Any, int]] = []
+    for key, value in records:
+        partition = partition_of(key)
+        entry = open_batches.get(partition)
+        if entry is None:
+            entry = open_batches[partition] = (producer.create_batch(), [0])
+        builder, count = entry
+        if builder.append(key=key, value=value, timestamp=None) is None:
+            full.append((partition, builder, count[0]))  # the builder is full: a new one for this record
+            builder = producer.create_batch()
+            if builder.append(key=key, value=value, timestamp=None) is None:
+                raise ValueError(f"a record of {len(value)} bytes does not fit a producer batch")
+            entry = open_batches[partition] = (builder, [0])
+        entry[1][0] += 1
+    full.extend((p, b, c[0]) for p, (b, c) in open_batches.items())
+    return full
+
+
 class ChangelogWriter:
     """`table[key] = value` for many keys at once, without Faust's per-record producer path.
 
@@ -43,7 +71,7 @@ class ChangelogWriter:
         self.partition_of = partition_of
 
     def _producer(self) -> Any:
-        return self.table.app.producer._ensure_producer()  # the aiokafka producer under Faust's
+        return aiokafka_producer(self.table.app)
 
     def stage(self, items: Sequence[tuple[bytes, bytes]]) -> Staged:
         """Store every (key, value) and build its changelog record into a batch per partition, without awaiting
@@ -52,26 +80,10 @@ class ChangelogWriter:
         staged = Staged(self.table.changelog_topic.get_topic_name())
         if not items:
             return staged
-        producer = self._producer()
         store = self.table.data
-        partition_of = self.partition_of
-        open_batches: dict[int, tuple[Any, list[int]]] = {}  # partition -> (builder, [records in it])
-        full = staged.batches
         for key, value in items:
             store[key] = value
-            partition = partition_of(key)
-            entry = open_batches.get(partition)
-            if entry is None:
-                entry = open_batches[partition] = (producer.create_batch(), [0])
-            builder, count = entry
-            if builder.append(key=key, value=value, timestamp=None) is None:
-                full.append((partition, builder, count[0]))  # the builder is full: a new one for this record
-                builder = producer.create_batch()
-                if builder.append(key=key, value=value, timestamp=None) is None:
-                    raise ValueError(f"a state of {len(value)} bytes does not fit a producer batch")
-                entry = open_batches[partition] = (builder, [0])
-            entry[1][0] += 1
-        full.extend((p, b, c[0]) for p, (b, c) in open_batches.items())
+        staged.batches = partition_batches(self._producer(), items, self.partition_of)
         return staged
 
     async def send(self, staged: Staged) -> list[asyncio.Future[Any]]:

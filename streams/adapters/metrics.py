@@ -121,6 +121,11 @@ class Metrics:
             "Unwritten account states dropped at a rebalance; their records are read again (ADR 0010).",
             registry=r,
         )
+        self.output_records_failed = Counter(
+            "churnwatch_output_records_failed",
+            "Output records the Kafka client did not deliver where nothing awaits them (health records), by topic.",
+            ["topic"], registry=r,
+        )
         self.redis_writes = Counter(
             "churnwatch_redis_sink_writes", "Read-model records written to Redis.", registry=r
         )
