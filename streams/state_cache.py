@@ -44,11 +44,19 @@ class StateCache(Generic[K, V, M]):
     cache in between (a value changed again is dirty again, for the next flush; written now, it only holds
     more than the records acknowledged with it, which the per-account offsets dedupe on a re-read);
     `end_flush` returns the acknowledgements once every value is written. Values waiting to be written are
-    never evicted."""
+    never evicted.
+
+    Only clean values are in the eviction order (`_clean`): an eviction takes the first of them in O(1). When the
+    order held every value, an eviction during a flush first passed over the values waiting to be written, and
+    counted them: ~2 ms a cache miss with 20,000 states in the flush, against ~2 us now (a worker owning more
+    accounts than it caches misses on every cold account, and a flush runs most of the time, ADR 0031). A value
+    the flush writes joins the clean ones as the most recently used: it was changed within the flush interval, and
+    a value a batch loads is changed by it, so clean values are in practice ordered by their last change."""
 
     def __init__(self, max_clean: int) -> None:
         self.max_clean = max_clean
-        self._values: OrderedDict[K, V] = OrderedDict()
+        self._values: dict[K, V] = {}  # every cached value, clean or not
+        self._clean: OrderedDict[K, None] = OrderedDict()  # keys of values the table has, least recently used first
         self._dirty: dict[K, V] = {}
         self._acks: list[M] = []
         self.dirty_since: float | None = None  # monotonic seconds of the oldest unflushed change
@@ -88,18 +96,20 @@ class StateCache(Generic[K, V, M]):
         """The cached value, or `load(key)` (the table's, decoded) kept for next time."""
         value = self._values.get(key)
         if value is not None:
-            self._values.move_to_end(key)
+            if key in self._clean:
+                self._clean.move_to_end(key)
             return value
         value = load(key)
         if value is not None:
             self._values[key] = value
+            self._clean[key] = None
             self._evict()
         return value
 
     def changed(self, key: K, value: V, now: float) -> None:
         """The value was changed in memory and must reach the table at the next flush."""
         self._values[key] = value
-        self._values.move_to_end(key)
+        self._clean.pop(key, None)
         self._dirty[key] = value
         if self.dirty_since is None:
             self.dirty_since = now
@@ -118,6 +128,8 @@ class StateCache(Generic[K, V, M]):
         """Everything to write and acknowledge in one step; the values stay cached, now clean."""
         self.begin_flush()
         states, self._writing = self._writing, {}
+        for key in states:
+            self._written(key)
         return Flush(states, self.end_flush())
 
     def begin_flush(self) -> None:
@@ -134,7 +146,13 @@ class StateCache(Generic[K, V, M]):
         if not self._writing:
             return None
         key, value = self._writing.popitem()
+        self._written(key)
         return key, self._values.get(key, value)
+
+    def _written(self, key: K) -> None:
+        """The key's value goes to the table now: clean (most recently used) unless changed again meanwhile."""
+        if key not in self._dirty and key in self._values:
+            self._clean[key] = None
 
     def end_flush(self) -> list[M]:
         """Every value of the flush is written: the records to acknowledge now."""
@@ -149,6 +167,7 @@ class StateCache(Generic[K, V, M]):
         """Forget every value and acknowledgement (a rebalance); returns the number of dirty values dropped."""
         dropped = len(self._dirty) + sum(1 for key in self._writing if key not in self._dirty)
         self._values.clear()
+        self._clean.clear()
         self._dirty.clear()
         self._acks.clear()
         self._writing.clear()
@@ -158,16 +177,8 @@ class StateCache(Generic[K, V, M]):
         return dropped
 
     def _evict(self) -> None:
-        values = self._values
-        dirty, writing = self._dirty, self._writing
-        excess = len(values) - len(dirty) - sum(1 for key in writing if key not in dirty) - self.max_clean
-        if excess <= 0:
-            return
-        victims = []
-        for key in values:  # oldest first; dirty values were moved to the end when they changed
-            if key not in dirty and key not in writing:
-                victims.append(key)
-                if len(victims) == excess:
-                    break
-        for key in victims:
+        """Least recently used clean values out, down to `max_clean`."""
+        clean, values = self._clean, self._values
+        for _ in range(len(clean) - self.max_clean):
+            key, _ = clean.popitem(last=False)
             del values[key]

@@ -186,3 +186,35 @@ def test_discarding_also_drops_the_flush_in_progress() -> None:
     assert not cache.flushing and cache.writes_left == 0
     cache.begin_flush()  # a new flush may start
     assert cache.end_flush() == []
+
+
+def test_a_written_state_becomes_clean_and_evictable_as_the_most_recently_used() -> None:
+    table = Table({f"acct-{n}": [n] for n in range(4)})
+    cache = cache_of(max_clean=2)
+    cache.get("acct-1", table.load)
+    cache.changed("acct-0", [0], now=0.0)
+    cache.begin_flush()
+    cache.get("acct-2", table.load)
+    assert drain(cache) == {"acct-0": [0]}
+    cache.end_flush()  # clean now: acct-1, acct-2, then acct-0 (written last), one over the bound
+    assert "acct-1" not in cache and "acct-2" in cache and "acct-0" in cache
+    cache.get("acct-3", table.load)
+    assert "acct-2" not in cache and "acct-0" in cache and "acct-3" in cache
+
+
+def test_a_miss_during_a_large_flush_evicts_a_clean_value_and_never_one_waiting_to_be_written() -> None:
+    """Eviction takes the least recently used clean value directly: the values waiting in the flush are not in the
+    eviction order, however many there are (they were passed over, and counted, at every miss)."""
+    table = Table({f"clean-{n}": [n] for n in range(1_002)})
+    cache = cache_of(max_clean=1_000)
+    for n in range(5_000):
+        cache.changed(f"dirty-{n}", [n], now=0.0)
+    cache.begin_flush()
+    for n in range(1_002):
+        cache.get(f"clean-{n}", table.load)
+    assert len(cache) == 6_000 and "clean-0" not in cache and "clean-1" not in cache and "clean-2" in cache
+    assert cache.writes_left == 5_000 and "dirty-0" in cache
+    assert len(drain(cache)) == 5_000
+    cache.end_flush()  # the 5,000 written join the clean values as the most recently used
+    kept = [f"dirty-{n}" for n in range(5_000) if f"dirty-{n}" in cache]
+    assert len(cache) == len(kept) == 1_000 and not any(f"clean-{n}" in cache for n in range(1_002))
