@@ -7,6 +7,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from aiokafka.errors import ProducerClosed
+
 from streams.adapters.changelog_writer import partition_batches
 from streams.partitioning import PartitionCache
 
@@ -61,6 +63,9 @@ class TopicSender:
             records, self._pending = self._pending, []
             try:
                 await self._send(records)
+            except ProducerClosed:  # the worker is stopping: its next start re-publishes every account it owns
+                log.info("%d records for %s not sent: the producer stopped", len(records), self.topic)
+                return
             except Exception as exc:  # nothing awaits this task: say what was lost, and go on with the next
                 log.error("%d records for %s not sent: %r", len(records), self.topic, exc)
                 if self._on_failed is not None:
