@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import struct
 import zlib
 from datetime import UTC, date, datetime
 
@@ -129,6 +130,14 @@ def test_the_first_byte_is_the_format_version_and_unknown_versions_are_refused()
     assert data[0] == FORMAT_VERSION == 1
     with pytest.raises(ValueError):
         decode_state(bytes([99]) + data[1:])
+
+
+def test_a_state_cut_short_is_refused_rather_than_decoded_with_missing_values() -> None:
+    data = encode_state(typical_account())
+    assert data[1] == 0, "uncompressed: the cut falls in the columns themselves"
+    for cut in (1, 2, 5, len(data) // 2):
+        with pytest.raises((ValueError, IndexError, struct.error)):  # a column's bytes, or its width byte, missing
+            decode_state(data[:-cut])
 
 
 def test_equal_states_encode_to_equal_bytes_whatever_the_insertion_order() -> None:
