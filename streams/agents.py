@@ -265,7 +265,7 @@ def register(ctx: Context) -> None:
         computes the partition eagerly inside `table[key] = value` and crashed the agent with a TypeError when
         it did not (a freshly started worker; found by the SIGKILL reliability check, and the batch was then
         acked unapplied). Checked right before the (synchronous) writes, so no metadata refresh can intervene."""
-        producer = app.producer._ensure_producer()  # type: ignore[attr-defined]  # the aiokafka producer
+        producer = aiokafka_producer(app)
         for t in (table, cohort_table):
             name = t.changelog_topic.get_topic_name()
             if producer._metadata.partitions_for_topic(name) is None:

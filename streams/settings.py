@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     # The share of the event loop background work takes while it runs, 0-1 (ADR 0020): a flush's steps (writes,
     # then acknowledgements) and the portfolio refresh's computation (a thread, which otherwise takes the
     # interpreter from batches half the time). After t seconds of such work it waits t * (1 - duty) / duty, batches
-    # running meanwhile; a flush stops waiting once it has run half of state_flush_interval_s, so it always ends.
+    # running meanwhile; a flush stops waiting once it has run 0.9 of state_flush_interval_s, so it always ends (ADR 0031).
     # Back to back (1.0), a flush took ~0.8 s of every 10 s at 15,000 events/s and batches fell 0.1-0.3 s behind.
     # 0.1 since ADR 0023 (0.25 before): a worker at 70 % load has little of the loop to spare for it.
     background_duty: float = Field(0.1, gt=0, le=1)

@@ -48,7 +48,7 @@ class StateCache(Generic[K, V, M]):
 
     Only clean values are in the eviction order (`_clean`): an eviction takes the first of them in O(1). When the
     order held every value, an eviction during a flush first passed over the values waiting to be written, and
-    counted them: ~2 ms a cache miss with 20,000 states in the flush, against ~2 us now (a worker owning more
+    counted them: ~0.6-2.3 ms a cache miss with 20,000 states in the flush, against ~1-1.5 us now (a worker owning more
     accounts than it caches misses on every cold account, and a flush runs most of the time, ADR 0031). A value
     the flush writes joins the clean ones as the most recently used: it was changed within the flush interval, and
     a value a batch loads is changed by it, so clean values are in practice ordered by their last change."""

@@ -74,8 +74,7 @@ class TopicSender:
     async def _send(self, records: list[tuple[bytes, bytes]]) -> None:
         producer = self._producer_of()
         if self._partition_of is None:
-            await producer.client._wait_on_metadata(self.topic)
-            self._partition_of = PartitionCache(len(producer.client.cluster.partitions_for_topic(self.topic)))
+            self._partition_of = PartitionCache(len(await producer.partitions_for(self.topic)))
         ready = partition_batches(producer, records, self._partition_of)
         for partition, builder, count in ready:
             builder.close()

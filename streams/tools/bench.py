@@ -72,17 +72,8 @@ def _say(msg: str) -> None:
 # --------------------------------------------------------------------------------------------- events
 
 
-# The last second `_iso` formatted: the live load's events come a few thousand to a second (strftime is ~2 us).
-_iso_second: list[Any] = [None, ""]
-
-
 def _iso(ts: float) -> str:
-    """RFC 3339 UTC with milliseconds, e.g. 2026-12-04T05:19:06.394Z."""
-    ms = int(ts * 1000)
-    second = ms // 1000
-    if second != _iso_second[0]:
-        _iso_second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
-    return f"{_iso_second[1]}.{ms % 1000:03d}Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1000) % 1000:03d}Z"
 
 
 def generate_events(events: int, accounts: int, seed: int = 7, *, end_s: float | None = None,
@@ -424,39 +415,6 @@ class Latencies:
     alerts_to_send: list[float] = field(default_factory=list)
 
 
-class TickBatches:
-    """The live load of one pacing tick, sent as one batch per topic partition (aiokafka's batch API).
-
-    Why: `producer.send` per record cost the load generator ~31 us an event (Kafka's murmur2 partitioner in
-    Python, a future per record), ~0.5 of a core at the latency phase's rate, on the two cores the worker and the
-    broker share; the latency then measured the generator's share too. Batched, with each account's partition
-    computed once: ~19 us (the generator alone at 15,000 events/s, 0.28 of a core instead of 0.46). Records go to
-    the partition Kafka's default partitioner gives their key, as with `send`, in the order they were added."""
-
-    def __init__(self, producer: Any, partitions: int) -> None:
-        from streams.partitioning import PartitionCache
-
-        self._producer = producer
-        self._partition_of = PartitionCache(partitions)
-        self._records: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
-
-    def add(self, topic: str, key: bytes, value: bytes) -> None:
-        self._records.setdefault((topic, self._partition_of(key)), []).append((key, value))
-
-    async def send(self) -> None:
-        """Hand the tick's records to the producer (it sends them after its linger); a full batch is sent on."""
-        producer = self._producer
-        for (topic, partition), records in self._records.items():
-            batch = producer.create_batch()
-            for key, value in records:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full
-                    await producer.send_batch(batch, topic, partition=partition)
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)
-            await producer.send_batch(batch, topic, partition=partition)
-        self._records.clear()
-
-
 def cpu_seconds(pid: int | None) -> float | None:
     """User + system CPU seconds a process (all its threads) has used so far, from Linux's /proc; None where that
     cannot be read (no such process, another OS)."""
@@ -503,7 +461,13 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
     await consumer.start()
     await producer.start()
-    tick = TickBatches(producer, s.topic_partitions)
+    # The live load goes out in one batch per partition at each pacing tick, through the worker's own batched
+    # sender (ADR 0032): `producer.send` per record cost the generator ~31 us an event (Kafka's murmur2 partitioner
+    # in Python, a future per record), ~0.5 of a core at the latency phase's rate on the cores the worker and the
+    # broker share; batched, ~19 us (0.28 of a core alone at 15,000 events/s, measured 2026-12-07).
+    from streams.adapters.topic_sender import TopicSender
+
+    senders = {topic: TopicSender(lambda: producer, topic) for topic in (billing, usage)}
     stop = asyncio.Event()
 
     async def consume() -> None:
@@ -553,8 +517,8 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
                     account = alert_probes.popleft()
                     at = time.time()
                     alert_pending[account] = at
-                    tick.add(billing, account.encode(), failed_payment(account, sent, run_id, at))
-                    tick.add(usage, account.encode(), orjson.dumps({
+                    senders[billing].put(account.encode(), failed_payment(account, sent, run_id, at))
+                    senders[usage].put(account.encode(), orjson.dumps({
                         "event_id": f"{run_id}-live-{sent}", "account_id": account, "occurred_at": _iso(at + 0.001),
                         "type": "session.started", "user_id": f"{account}-u0", "source": "bench"}))
                     sent += 1
@@ -564,12 +528,12 @@ async def _latency(bootstrap: str, s: Settings, accounts: list[str], rate: float
                     pending[account] = time.time()
                 else:
                     account = background[sent % len(background)]
-                tick.add(usage, account.encode(), live_event(account, sent, run_id))
+                senders[usage].put(account.encode(), live_event(account, sent, run_id))
                 sent += 1
-            await tick.send()
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.005)  # the senders hand the tick's records to the producer meanwhile
         if on_window is not None:
             on_window()
+        await asyncio.gather(*(sender.flush() for sender in senders.values()))
         await producer.flush()
         stop.set()
         try:

@@ -195,3 +195,12 @@ def test_the_read_model_at_a_later_day_recomputes_windows_and_stage() -> None:
     assert later["as_of"] == "2024-08-31"
     assert later["engagement"]["last30"]["active_days"] == 0
     assert later["score"] < to_read_model(state, as_of=PROFILE_END)["score"]
+
+
+def test_the_time_registers_the_encoder_reads_are_the_format_s_fields_in_their_order() -> None:
+    """`_times_of` reads the registers directly for speed; the decoder sets them by the names in `_TIME_FIELDS`."""
+    from streams.domain.codec import _ENG_TIMES, _TIME_FIELDS, _times_of
+
+    state = everything_set()
+    by_name = tuple(getattr(state.engagement if n in _ENG_TIMES else state, n) for n in _TIME_FIELDS)
+    assert _times_of(state) == by_name and sum(t is not None for t in by_name) >= 10
