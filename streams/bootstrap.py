@@ -121,7 +121,6 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         "raw": _raw_topic(app, names["stripe_topic"], names["segment_topic"]),
         "alerts": _raw_topic(app, names["alerts_topic"]),
         "alert_actions": _raw_topic(app, names["alert_actions_topic"]),
-        "health": _raw_topic(app, names["health_topic"]),
         "dead_letters": _raw_topic(app, names["dead_letter_topic"]),
         "cohort_inputs": _raw_topic(app, names["cohort_inputs_topic"]),
     }
