@@ -115,18 +115,6 @@ def health_publish_quota(pending: int, tick_s: float, interval_s: float) -> int:
     return max(HEALTH_MIN_PER_TICK, math.ceil(2 * pending * tick_s / interval_s))
 
 
-def publishes_health_now(alert_transition: bool, cohort_changed: bool, ever_published: bool) -> bool:
-    """Whether a batch or tick that changed an account publishes its health record at once. Otherwise the record
-    waits in the health schedule (`streams/health_schedule.py`) for the health timer, which publishes it once its last publish is
-    publish_interval_s old, at most `health_publish_quota` a tick.
-
-    A changed account whose interval has passed waits for the timer too, however busy it is (ADR 0017, amended
-    2026-12-05): accounts that changed together come due together, and publishing each at its next event (~0.15 ms
-    a record with its send and Redis writes) put ~240-890 health records a second on the batches for ~9 s every
-    interval in the bench's latency phase, a 5,000-account wave the timer's quota was made to spread."""
-    return alert_transition or cohort_changed or not ever_published
-
-
 def cohort_backlog_read(end: int | None, applied: int, committed: int | None) -> bool:
     """Is every cohort input that was in the cohort-inputs topic when this assignment began in the cohort table?
 
@@ -852,14 +840,9 @@ def register(ctx: Context) -> None:
                 sent.add_done_callback(_cohort_delivered)
         if not _still(gen):  # `states` are values of the dropped cache
             return False
-        now = time.monotonic()
-        for account_id, agg in states.items():
-            cache.changed(account_id.encode(), agg, now)
-            if publishes_health_now(account_id in alerted, account_id in cohort_changed,
-                                    health_schedule.ever_published(account_id)):
-                _emit_health(account_id, agg)
-            else:
-                health_schedule.defer(account_id, agg)
+        cache.changed_accounts(states, time.monotonic())
+        for account_id in health_schedule.route(states, alerted, cohort_changed):
+            _emit_health(account_id, states[account_id])
         return True
 
     # Keys of owned accounts still to re-publish after a rebalance or restart (see mark_ready).

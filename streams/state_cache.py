@@ -114,6 +114,11 @@ class StateCache(Generic[K, V, M]):
         if self.dirty_since is None:
             self.dirty_since = now
 
+    def changed_accounts(self, values: dict[str, V], now: float) -> None:
+        """`changed` for every value of a batch, keyed by account id (the table's key is its UTF-8 bytes)."""
+        for account_id, value in values.items():
+            self.changed(account_id.encode(), value, now)  # type: ignore[arg-type]
+
     def applied(self, acks: list[M], now: float) -> None:
         """Records applied to cached values: acknowledged after the next flush writes them."""
         self._acks.extend(acks)

@@ -17,7 +17,6 @@ from streams.agents import (
     merge_usage_fronts,
     portfolio_front_may_move,
     portfolio_front_of,
-    publishes_health_now,
     usage_fronts_of,
 )
 
@@ -31,23 +30,6 @@ def test_a_burst_of_due_health_records_is_published_within_half_an_interval() ->
     quota = health_publish_quota(pending, tick_s, interval_s)
     ticks_to_publish_all = math.ceil(pending / quota)
     assert ticks_to_publish_all * tick_s <= interval_s / 2
-
-
-def test_a_new_alert_transition_publishes_the_health_record_at_once() -> None:
-    assert publishes_health_now(alert_transition=True, cohort_changed=False, ever_published=True)
-
-
-def test_a_cohort_change_publishes_the_health_record_at_once() -> None:
-    assert publishes_health_now(alert_transition=False, cohort_changed=True, ever_published=True)
-
-
-def test_an_account_never_published_publishes_at_once() -> None:
-    assert publishes_health_now(alert_transition=False, cohort_changed=False, ever_published=False)
-
-
-def test_any_other_change_waits_for_the_paced_health_timer_even_when_due() -> None:
-    # Due or not, the timer publishes it: accounts that come due together are spread by its quota (ADR 0017).
-    assert not publishes_health_now(alert_transition=False, cohort_changed=False, ever_published=True)
 
 
 def test_the_quota_keeps_up_with_every_pending_account_once_per_interval() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from streams.health_schedule import HealthSchedule
+from streams.health_schedule import HealthSchedule, publishes_health_now
 
 INTERVAL_S = 30.0
 
@@ -116,3 +116,37 @@ def test_due_accounts_are_those_a_full_scan_would_pick_in_the_same_order() -> No
             assert taken == scan
             for a in taken:
                 schedule.published(a, now)
+
+
+def test_a_new_alert_transition_publishes_the_health_record_at_once() -> None:
+    assert publishes_health_now(alert_transition=True, cohort_changed=False, ever_published=True)
+
+
+def test_a_cohort_change_publishes_the_health_record_at_once() -> None:
+    assert publishes_health_now(alert_transition=False, cohort_changed=True, ever_published=True)
+
+
+def test_an_account_never_published_publishes_at_once() -> None:
+    assert publishes_health_now(alert_transition=False, cohort_changed=False, ever_published=False)
+
+
+def test_any_other_change_waits_for_the_paced_health_timer_even_when_due() -> None:
+    # Due or not, the timer publishes it: accounts that come due together are spread by its quota (ADR 0017).
+    assert not publishes_health_now(alert_transition=False, cohort_changed=False, ever_published=True)
+
+
+def test_a_batch_routes_alerted_cohort_changed_and_new_accounts_now_and_defers_the_rest() -> None:
+    schedule = schedule_with({"acct-alerted": 1.0, "acct-cohort": 1.0, "acct-quiet": 1.0}, [])
+    changed = {name: f"state of {name}" for name in ("acct-quiet", "acct-new", "acct-alerted", "acct-cohort")}
+    now = schedule.route(changed, alerted={"acct-alerted"}, cohort_changed=frozenset({"acct-cohort"}))
+    assert now == ["acct-new", "acct-alerted", "acct-cohort"]  # the batch's order
+    assert schedule.pending == {"acct-quiet": "state of acct-quiet"}
+    assert schedule.take_due(now=100.0, interval_s=INTERVAL_S, quota=10) == ["acct-quiet"]
+
+
+def test_a_deferred_account_changed_again_keeps_only_its_newest_value() -> None:
+    schedule = schedule_with({"acct-1": 1.0}, [])
+    schedule.route({"acct-1": "first"}, alerted=set(), cohort_changed=frozenset())
+    schedule.route({"acct-1": "second"}, alerted=set(), cohort_changed=frozenset())
+    assert schedule.pending == {"acct-1": "second"}
+    assert schedule.take_due(now=100.0, interval_s=INTERVAL_S, quota=10) == ["acct-1"]
