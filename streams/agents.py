@@ -291,8 +291,15 @@ def register(ctx: Context) -> None:
         raw = table.get(key)
         return decode_aggregate(raw) if raw is not None else None
 
+    def _load_into_cache(key: bytes) -> AccountAggregate | None:
+        """A cache miss: the table's value, decoded and counted (an account never seen has none)."""
+        loaded = _decode_from_table(key)
+        if loaded is not None:
+            metrics.state_cache_loads.inc()
+        return loaded
+
     def load_state(account_id: str) -> AccountAggregate | None:
-        return cache.get(account_id.encode(), _decode_from_table)
+        return cache.get(account_id.encode(), _load_into_cache)
 
     def _load_for_reader(key: bytes) -> AccountAggregate | None:
         """The newest state for HTTP: the cache's value while it is current, else the table's, never kept (a table
@@ -361,6 +368,7 @@ def register(ctx: Context) -> None:
         # Acknowledged by the flush timer in steps (ADR 0016): ten seconds of records is ~150,000 offsets.
         to_acknowledge.extend(cache.end_flush())
         metrics.state_flushes.inc()
+        metrics.state_cache_accounts.set(len(cache))
         metrics.state_flush_duration.observe(time.perf_counter() - flush_began[1])
         return None
 
@@ -893,7 +901,7 @@ def register(ctx: Context) -> None:
             for key in chunk:
                 if partition_of(key) not in owned:
                     continue  # a standby copy: the active owner publishes it
-                loaded = cache.get(key, _decode_from_table)
+                loaded = cache.get(key, _load_into_cache)
                 if loaded is not None:
                     _emit_health(key.decode(), loaded)
             if len(health_schedule.last_published) > 2 * max(len(table), 1) + 10_000:  # bound memory after rebalances
@@ -1049,7 +1057,7 @@ def register(ctx: Context) -> None:
                 cohort_changed: set[str] = set()
                 alerts: list[Any] = []
                 for key in steps.step():
-                    agg = cache.get(key, _decode_from_table)
+                    agg = cache.get(key, _load_into_cache)
                     if agg is None:
                         continue
                     partition = partition_of(key)

@@ -121,6 +121,18 @@ class Metrics:
             "Unwritten account states dropped at a rebalance; their records are read again (ADR 0010).",
             registry=r,
         )
+        # A worker owning more accounts than CHURNWATCH_STATE_CACHE_ACCOUNTS decodes evicted ones again (~0.08 ms
+        # each): in steady state this should stay near 0 (docs/operations.md, Scale).
+        self.state_cache_loads = Counter(
+            "churnwatch_state_cache_loads",
+            "Account states decoded from the table because they were not in the state cache.",
+            registry=r,
+        )
+        self.state_cache_accounts = Gauge(
+            "churnwatch_state_cache_accounts",
+            "Account states in the state cache, unwritten ones included (set after each flush).",
+            registry=r,
+        )
         self.output_records_failed = Counter(
             "churnwatch_output_records_failed",
             "Output records the Kafka client did not deliver where nothing awaits them (health records), by topic.",

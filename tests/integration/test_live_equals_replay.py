@@ -44,7 +44,13 @@ from streams.domain.config import DomainConfig
 from streams.replay import replay_lines
 from streams.tools.simulate import generate
 from tests.support.kafka_io import read_topic
-from tests.support.live_stream import processed_count, read_alerts, stream_day_by_day, wait_for_alerts
+from tests.support.live_stream import (
+    metric_samples,
+    processed_count,
+    read_alerts,
+    stream_day_by_day,
+    wait_for_alerts,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -127,6 +133,8 @@ def test_generated_world_live_equals_replay(run_env, worker_factory) -> None:
     stream_day_by_day(settings, worker.base_url, events)
     streamed_s = time.monotonic() - streaming
     assert processed_count(worker.base_url) == len(events)
+    # The small cache did evict: accounts were decoded from the table again.
+    assert metric_samples(worker.base_url, "churnwatch_state_cache_loads_total").get("", 0.0) > 0
 
     # The last day ends are evaluated by the timer once idle partitions follow the highest watermark (1 s).
     wait_for_alerts(settings, len(replay_alerts), timeout_s=45)
