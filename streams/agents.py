@@ -487,7 +487,11 @@ def register(ctx: Context) -> None:
         now = time.monotonic()
         unstarted: dict[Any, int] = {}  # partition -> its first record dropped for want of a start offset
         accepted: list[tuple[Any, Verdict]] = []
-        for msg in messages:
+        i, end = 0, len(messages)
+        while (i := input_order.accept_run(messages, i, accepted)) < end:
+            # The record is not the next of its partition (or its partition is not started): judged on its own.
+            msg = messages[i]
+            i += 1
             tp = msg.tp
             v = input_order.judge(tp, msg.offset, now)
             if v is Verdict.AHEAD:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from dataclasses import dataclass
 from enum import Enum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 # After a rewind, records from ahead of the gap are dropped quietly for this long (monotonic seconds) while the
 # re-read arrives; a record still ahead after that asks for a new check and rewind.
@@ -66,6 +66,29 @@ class InputOrder(Generic[TP]):
         elif v is Verdict.AHEAD and order.rewound_at is not None and now - order.rewound_at < self.patience_s:
             return Verdict.WAIT
         return v
+
+    def accept_run(self, messages: list[Any], start: int, accepted: list[tuple[Any, Verdict]]) -> int:
+        """`judge` over `messages[start:]` (each with `tp` and `offset`) for as long as each is the next record of
+        its partition: appends `(message, APPLY)` to `accepted` and moves its partition on. Returns the index of
+        the first message that is not (the caller judges it alone; `judge` changes nothing for it), or the end.
+        Compiled (ADR 0018): the agent's per-record loop was ~3 % of a catching-up worker."""
+        parts = self.partitions
+        apply = Verdict.APPLY
+        i = start
+        end = len(messages)
+        while i < end:
+            msg = messages[i]
+            order = parts.get(msg.tp)
+            if order is None:
+                break
+            offset: int = msg.offset
+            if offset != order.expected:
+                break
+            order.expected = offset + 1
+            order.rewound_at = None
+            accepted.append((msg, apply))
+            i += 1
+        return i
 
     def expected(self, tp: TP) -> int:
         return self.partitions[tp].expected

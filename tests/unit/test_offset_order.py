@@ -108,3 +108,59 @@ def test_whatever_order_faust_delivers_in_every_offset_is_applied_once_and_in_or
                 cursor = order.expected(TP)  # the seek
         assert applied == list(range(start, size)), f"seed {seed}"
 
+
+
+class Rec:
+    """What the agent hands the guard: a Faust message's partition and offset."""
+
+    def __init__(self, tp: tuple[str, int], offset: int) -> None:
+        self.tp = tp
+        self.offset = offset
+
+
+def test_a_run_of_next_records_is_accepted_at_once_and_stops_before_the_first_other() -> None:
+    other = ("churnwatch.usage", 1)
+    order = started_at(10)
+    order.start(other, 5)
+    batch = [Rec(TP, 10), Rec(other, 5), Rec(TP, 11), Rec(TP, 9), Rec(TP, 12)]
+    accepted: list[tuple[object, Verdict]] = []
+    assert order.accept_run(batch, 0, accepted) == 3  # the seen offset 9 stops it
+    assert accepted == [(batch[0], Verdict.APPLY), (batch[1], Verdict.APPLY), (batch[2], Verdict.APPLY)]
+    assert (order.expected(TP), order.expected(other)) == (12, 6)
+    assert order.accept_run(batch, 4, accepted) == 5 and accepted[-1] == (batch[4], Verdict.APPLY)
+
+
+def test_a_run_stops_at_a_partition_not_started_and_at_a_gap_changing_nothing() -> None:
+    order = started_at(10)
+    accepted: list[tuple[object, Verdict]] = []
+    assert order.accept_run([Rec(("churnwatch.billing", 0), 0)], 0, accepted) == 0
+    assert order.accept_run([Rec(TP, 12)], 0, accepted) == 0
+    assert accepted == [] and order.expected(TP) == 10
+
+
+def test_runs_with_one_by_one_judging_in_between_give_what_judging_every_record_gives() -> None:
+    """The agent's loop (accept_run, then `judge` for the record it stopped at) against `judge` alone."""
+    parts = [("churnwatch.usage", p) for p in range(3)]
+    for seed in range(100):
+        rng = random.Random(seed)
+        batch = [Rec(rng.choice(parts), rng.randrange(0, 40)) for _ in range(300)]
+        # Mostly in order: each partition's next offsets, with repeats, gaps and an unstarted partition mixed in.
+        nxt = {tp: 0 for tp in parts}
+        for rec in batch:
+            if rng.random() < 0.8:
+                rec.offset = nxt[rec.tp]
+                nxt[rec.tp] += 1
+        one: InputOrder[tuple[str, int]] = InputOrder(patience_s=2.0)
+        both: InputOrder[tuple[str, int]] = InputOrder(patience_s=2.0)
+        for order in (one, both):
+            order.start(parts[0], 0)
+            order.start(parts[1], 0)  # parts[2] never started: WAIT
+        judged = [(rec, one.judge(rec.tp, rec.offset, 0.0)) for rec in batch]
+        accepted: list[tuple[object, Verdict]] = []
+        i = 0
+        while (i := both.accept_run(batch, i, accepted)) < len(batch):
+            accepted.append((batch[i], both.judge(batch[i].tp, batch[i].offset, 0.0)))
+            i += 1
+        assert accepted == judged, f"seed {seed}"
+        assert {tp: o.expected for tp, o in one.partitions.items()} == {
+            tp: o.expected for tp, o in both.partitions.items()}
