@@ -74,13 +74,13 @@ def _pack(code: str, values: list[int]) -> bytes:
 
 
 def _unpack(buf: bytes, pos: int, code: str, n: int) -> list[int]:
-    """`n` little-endian `code` items of `buf` from `pos`."""
+    """`n` little-endian `code` items of `buf` from `pos` (ValueError when the bytes are not all there)."""
+    end = pos + n * _SIZE[code]
+    if end > len(buf):
+        raise ValueError(f"encoded state truncated: {n} items of {code!r} at byte {pos}")
     if _ARRAY:
-        chunk = buf[pos:pos + n * _SIZE[code]]
-        if len(chunk) != n * _SIZE[code]:
-            raise ValueError(f"encoded state truncated: {n} items of {code!r} at byte {pos}")
         items = array(code)
-        items.frombytes(chunk)
+        items.frombytes(buf[pos:end])
         return items.tolist()
     return list(struct.unpack_from(f"<{n}{code}", buf, pos))
 
