@@ -71,7 +71,8 @@ class InputOrder(Generic[TP]):
         """`judge` over `messages[start:]` (each with `tp` and `offset`) for as long as each is the next record of
         its partition: appends `(message, APPLY)` to `accepted` and moves its partition on. Returns the index of
         the first message that is not (the caller judges it alone; `judge` changes nothing for it), or the end.
-        Compiled (ADR 0018): the agent's per-record loop was ~3 % of a catching-up worker."""
+        Compiled (ADR 0018): the agent's per-record loop in the interpreter took 144 ns a record, this 57
+        (2026-12-07; `_in_order` was ~3 % of a catching-up worker's samples)."""
         parts = self.partitions
         apply = Verdict.APPLY
         i = start
