@@ -39,7 +39,7 @@ from streams.ingest.outcome import Skipped
 from streams.offset_order import InputOrder, Verdict
 from streams.partitioning import PartitionCache
 from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
-from streams.state_cache import StateCache
+from streams.state_cache import StateCache, changed_accounts
 from streams.stepping import Pacer, Steps, pause_after_step
 
 if TYPE_CHECKING:
@@ -852,7 +852,7 @@ def register(ctx: Context) -> None:
                 sent.add_done_callback(_cohort_delivered)
         if not _still(gen):  # `states` are values of the dropped cache
             return False
-        cache.changed_accounts(states, time.monotonic())
+        changed_accounts(cache, states, time.monotonic())
         for account_id in health_schedule.route(states, alerted, cohort_changed):
             _emit_health(account_id, states[account_id])
         return True

@@ -114,11 +114,6 @@ class StateCache(Generic[K, V, M]):
         if self.dirty_since is None:
             self.dirty_since = now
 
-    def changed_accounts(self, values: dict[str, V], now: float) -> None:
-        """`changed` for every value of a batch, keyed by account id (the table's key is its UTF-8 bytes)."""
-        for account_id, value in values.items():
-            self.changed(account_id.encode(), value, now)  # type: ignore[arg-type]
-
     def applied(self, acks: list[M], now: float) -> None:
         """Records applied to cached values: acknowledged after the next flush writes them."""
         self._acks.extend(acks)
@@ -187,3 +182,10 @@ class StateCache(Generic[K, V, M]):
         for _ in range(len(clean) - self.max_clean):
             key, _ = clean.popitem(last=False)
             del values[key]
+
+
+def changed_accounts(cache: StateCache[bytes, V, M], values: dict[str, V], now: float) -> None:
+    """`changed` for every value of a batch, keyed by account id: the table's key is its UTF-8 bytes. One compiled
+    loop instead of the agent's (ADR 0018)."""
+    for account_id, value in values.items():
+        cache.changed(account_id.encode(), value, now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from streams.state_cache import StateCache
+from streams.state_cache import StateCache, changed_accounts
 
 
 class Table:
@@ -222,7 +222,7 @@ def test_a_miss_during_a_large_flush_evicts_a_clean_value_and_never_one_waiting_
 
 def test_a_batch_of_changed_accounts_is_keyed_by_the_account_ids_utf8_bytes() -> None:
     cache: StateCache[bytes, list[int], str] = StateCache(10)
-    cache.changed_accounts({"acct-1": [1], "Zürich-2": [2]}, now=3.0)
+    changed_accounts(cache, {"acct-1": [1], "Zürich-2": [2]}, now=3.0)
     assert cache.dirty_count == 2
     assert cache.due(now=13.0, interval_s=10.0, max_dirty=100)
     assert cache.take().states == {b"acct-1": [1], "Zürich-2".encode(): [2]}
