@@ -377,7 +377,7 @@ def test_the_k8s_and_compose_settings_are_valid_settings_values(monkeypatch: pyt
         **k8s["configmap.yaml (churnwatch-env)"], **k8s["secret.example.yaml"], **k8s["statefulset.yaml"],
     }
     worker = settings_from(worker_env, monkeypatch)
-    assert worker.store == "memory://"  # rocksdb:// crashes batched writes (ADR 0002)
+    assert worker.store == "memory://"  # what the kill and failover tests prove (operations.md, Table store)
     assert worker.standby_replicas == 1
     assert worker.web_host == "0.0.0.0"
     assert worker.kafka_security_protocol == "SASL_SSL"
@@ -443,7 +443,7 @@ def test_every_k8s_manifest_parses_as_yaml_and_names_its_kind_and_namespace() ->
                 assert doc["metadata"]["namespace"] == "churnwatch", name
 
 
-def test_the_worker_statefulset_runs_two_non_root_rocksdb_workers_with_probes_and_limits() -> None:
+def test_the_worker_statefulset_runs_two_non_root_memory_store_workers_with_a_volume_probes_and_limits() -> None:
     sts = k8s_object("StatefulSet")
     spec = sts["spec"]
     pod = spec["template"]["spec"]
@@ -462,7 +462,7 @@ def test_the_worker_statefulset_runs_two_non_root_rocksdb_workers_with_probes_an
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert container["resources"]["requests"] == {"cpu": "500m", "memory": "512Mi"}
-    assert container["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
+    assert container["resources"]["limits"] == {"cpu": "1", "memory": "1536Mi"}
 
 
 def test_the_k8s_selectors_and_references_point_at_objects_that_exist() -> None:
