@@ -893,8 +893,9 @@ def run_bench(args: argparse.Namespace, log: Callable[[str], None] = _say) -> di
         log(f"worker (memory://): {result['worker_eps']:,.0f} events/s"
             + (f" = {result['ratio_to_ceiling']:.2f} x ceiling" if "ratio_to_ceiling" in result else ""))
 
-        # 4. latency at 70% of worker_eps (--load), against the same (caught-up) worker.
-        live_rate = max(10.0, (getattr(args, "load", None) or LATENCY_LOAD) * result["worker_eps"])
+        # 4. latency at 70% of worker_eps (--load, or a fixed --rate), against the same (caught-up) worker.
+        live_rate = getattr(args, "rate", None) or max(10.0, (getattr(args, "load", None) or LATENCY_LOAD)
+                                                       * result["worker_eps"])
         accounts = [f"acct-{i:06d}" for i in range(plan.accounts)]
         # The full warm-up whatever --latency-seconds is (until 2026-12-04 it was capped at it, so the default run
         # warmed up 20 s and the first 30-s tick's scan of every account could fall into the measured window).
@@ -1089,6 +1090,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--load", type=float, default=None,
                    help="with --latency-only: the latency phase's rate as a share of the worker's measured catch-up "
                         "(default 0.7, what the full bench always uses)")
+    p.add_argument("--rate", type=float, default=None,
+                   help="with --latency-only: the latency phase's rate in events/s, instead of --load (an A/B of a "
+                        "setting at the same rate, whatever each run's catch-up was)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -1104,6 +1108,13 @@ def run(args: argparse.Namespace) -> int:
         print("churnwatch bench: --load goes with --latency-only; the full bench measures latency at 0.7 of the "
               "catch-up", file=sys.stderr)
         return 2
+    if args.rate is not None:
+        if not args.latency_only or args.load is not None:
+            print("churnwatch bench: --rate goes with --latency-only and without --load", file=sys.stderr)
+            return 2
+        if args.rate < 10:
+            print(f"churnwatch bench: --rate must be at least 10 events/s, not {args.rate:g}", file=sys.stderr)
+            return 2
     if args.load is None:
         args.load = LATENCY_LOAD
     if not 0 < args.load <= 1:

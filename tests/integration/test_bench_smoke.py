@@ -87,11 +87,17 @@ def test_the_latency_only_bench_prints_its_result_and_writes_no_file(local_stack
     assert not out.exists()  # latest.json keeps the last full run
 
 
-def test_a_load_share_above_one_or_without_latency_only_is_refused_in_one_line(local_stack: stack.StackConfig) -> None:
+def test_a_bad_load_share_or_rate_is_refused_in_one_line(local_stack: stack.StackConfig) -> None:
     proc = run_bench(local_stack, "--latency-only", "--load", "1.5")
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("churnwatch bench: --load must be above 0 and at most 1 (a share of the catch-up "
                                    "rate), not 1.5")
+    proc = run_bench(local_stack, "--latency-only", "--rate", "5")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "churnwatch bench: --rate must be at least 10 events/s, not 5"
+    proc = run_bench(local_stack, "--latency-only", "--load", "0.5", "--rate", "1000")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "churnwatch bench: --rate goes with --latency-only and without --load"
     proc = run_bench(local_stack, "--load", "0.5")  # latest.json's latency is always at 0.7, as issue 9 asks
     assert proc.returncode == 2
     assert proc.stderr.strip() == ("churnwatch bench: --load goes with --latency-only; the full bench measures "
