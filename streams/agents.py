@@ -40,7 +40,7 @@ from streams.offset_order import InputOrder, Verdict
 from streams.partitioning import PartitionCache
 from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
 from streams.state_cache import StateCache, changed_accounts
-from streams.stepping import Pacer, Steps, pause_after_step
+from streams.stepping import BusyShare, Pacer, Steps, flush_step_s, pause_after_step
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -320,6 +320,8 @@ def register(ctx: Context) -> None:
 
     # The flush in progress: the rebalance count at its start, and its start time (perf_counter seconds).
     flush_began = [0, 0.0]
+    # The share of the last second or two the account agent spent on batches: sets the flush's step (ADR 0034).
+    busy = BusyShare()
     # Its writes so far: seconds of work (perf_counter) and states written, the pace its pauses spread the rest at.
     flush_work = [0.0, 0]
 
@@ -346,7 +348,7 @@ def register(ctx: Context) -> None:
             return None  # the rebalance's completion discards the flush with the cache; its records are read again
         if cache.writes_left:
             started = time.perf_counter()
-            deadline = started + settings.state_flush_step_s
+            deadline = started + flush_step_s(settings.state_flush_step_s, busy.share(time.monotonic()))  # ADR 0034
             writes = []
             observe = metrics.state_bytes.observe
             while (item := cache.next_write()) is not None:
@@ -687,7 +689,9 @@ def register(ctx: Context) -> None:
         if result.newest_event_s:
             metrics.event_time_lag.labels("canonical", "all").set(max(0.0, now - result.newest_event_s))
         metrics.batch_events.labels("track_engagement").inc(len(events))
-        metrics.batch_duration.labels("track_engagement").observe(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        metrics.batch_duration.labels("track_engagement").observe(took)
+        busy.add(took, time.monotonic())
 
     @app.timer(interval=RELEASE_CHECK_S)
     async def release_waiting_usage() -> None:

@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     state_flush_interval_s: float = Field(10.0, ge=0.01, le=60)
     state_flush_accounts: int = Field(20_000, ge=1, le=1_000_000)
     # A flush is written in steps of at most this long, seconds, with batches in between (ADR 0012): the longest
-    # a flush holds up the account stream, and so a floor under the event-to-alert latency while one runs.
+    # a flush holds up the account stream, and so a floor under the event-to-alert latency while one runs. A
+    # quarter of it while the worker has slack (ADR 0034).
     state_flush_step_s: float = Field(0.02, ge=0.001, le=10)
     # The share of the event loop background work takes while it runs, 0-1 (ADR 0020): a flush's steps (writes,
     # then acknowledgements) and the portfolio refresh's computation (a thread, which otherwise takes the

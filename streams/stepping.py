@@ -85,3 +85,47 @@ class Pacer:
             if pause:
                 self.sleep(pause)
             self.began = self.clock()
+
+
+# A worker with slack writes its flush in shorter steps (ADR 0034): below this share of the last second spent in
+# batches, a flush step is SLACK_STEP_SHARE of CHURNWATCH_STATE_FLUSH_STEP_S.
+SLACK_BUSY_SHARE = 0.35
+SLACK_STEP_SHARE = 0.25
+
+
+def flush_step_s(step_s: float, busy_share: float) -> float:
+    """How long the next flush step may hold the account stream, seconds (ADR 0034). With slack, short steps: an
+    event that arrives during a step waits for it, and the steps' own overhead (their awaits, their changelog
+    batches) is affordable. Busy, CHURNWATCH_STATE_FLUSH_STEP_S: near capacity that overhead grows the queue more
+    than shorter steps shorten it (ADR 0031 addendum)."""
+    return step_s if busy_share >= SLACK_BUSY_SHARE else step_s * SLACK_STEP_SHARE
+
+
+class BusyShare:
+    """The share of wall time spent on batches over about the last `window_s` seconds: this window and the one
+    before it, so the figure does not fall to zero when a window begins."""
+
+    def __init__(self, window_s: float = 1.0) -> None:
+        self.window_s = window_s
+        self._window = 0  # index of the current window (monotonic seconds // window_s)
+        self._current = 0.0  # busy seconds in the current window
+        self._previous = 0.0  # and in the one before it
+
+    def _roll(self, now: float) -> float:
+        """Move to `now`'s window; the seconds into it."""
+        window = int(now // self.window_s)
+        if window != self._window:
+            self._previous = self._current if window == self._window + 1 else 0.0
+            self._current = 0.0
+            self._window = window
+        return now - window * self.window_s
+
+    def add(self, seconds: float, now: float) -> None:
+        """A batch took `seconds` of wall time, ending at `now` (monotonic seconds)."""
+        self._roll(now)
+        self._current += seconds
+
+    def share(self, now: float) -> float:
+        """Busy seconds over the previous and the current window, per second of them (0-1)."""
+        into = self._roll(now)
+        return min(1.0, (self._previous + self._current) / (self.window_s + into))

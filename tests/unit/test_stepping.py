@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from streams.stepping import SPREAD_TARGET, Pacer, Steps, pause_after_step
+from streams.stepping import (
+    SLACK_BUSY_SHARE,
+    SLACK_STEP_SHARE,
+    SPREAD_TARGET,
+    BusyShare,
+    Pacer,
+    Steps,
+    flush_step_s,
+    pause_after_step,
+)
 
 
 class FakeClock:
@@ -119,3 +128,32 @@ def test_a_pacer_at_a_duty_of_one_never_sleeps() -> None:
     for _ in range(5):
         pace()
     assert slept == []
+
+
+def busy_share_after(batches: list[tuple[float, float]], now: float) -> float:
+    """BusyShare of batches given as (seconds, ending at monotonic second), read at `now`."""
+    busy = BusyShare(window_s=1.0)
+    for seconds, at in batches:
+        busy.add(seconds, at)
+    return busy.share(now)
+
+
+def test_a_worker_that_spent_most_of_the_last_second_in_batches_is_busy() -> None:
+    share = busy_share_after([(0.01, 100.0 + i / 100) for i in range(60)], now=100.99)
+    assert share == pytest.approx(0.6 / 1.99)  # the previous window was empty: 0.6 s over ~2 s
+    share = busy_share_after([(0.01, 100.0 + i / 100) for i in range(200)], now=101.99)
+    assert share == 1.0  # 2 s of batches over 1.99 s of windows, capped
+
+
+def test_busy_time_stops_counting_once_two_windows_passed_without_batches() -> None:
+    batches = [(0.05, 100.0 + i / 10) for i in range(10)]
+    assert busy_share_after(batches, now=100.95) > 0.2
+    assert busy_share_after(batches, now=101.5) == pytest.approx(0.5 / 1.5)  # last window, half a window on
+    assert busy_share_after(batches, now=102.1) == 0.0  # a window went by with nothing
+
+
+def test_a_busy_worker_flushes_in_full_steps_and_one_with_slack_in_short_ones() -> None:
+    assert flush_step_s(0.02, SLACK_BUSY_SHARE) == 0.02
+    assert flush_step_s(0.02, 0.9) == 0.02
+    assert flush_step_s(0.02, SLACK_BUSY_SHARE - 0.01) == pytest.approx(0.02 * SLACK_STEP_SHARE)
+    assert flush_step_s(0.02, 0.0) == pytest.approx(0.005)
