@@ -88,9 +88,12 @@ class Pacer:
 
 
 # A worker with slack writes its flush in shorter steps (ADR 0034): below this share of the last second spent in
-# batches, a flush step is SLACK_STEP_SHARE of CHURNWATCH_STATE_FLUSH_STEP_S.
+# batches, a flush step is SLACK_STEP_SHARE of CHURNWATCH_STATE_FLUSH_STEP_S, but not below SLACK_STEP_MIN_S
+# (seconds): every step waits for its changelog records' delivery, a produce round trip of ~1-5 ms, before the
+# next, so sub-millisecond steps write a state or two per round trip and a flush falls behind.
 SLACK_BUSY_SHARE = 0.35
 SLACK_STEP_SHARE = 0.25
+SLACK_STEP_MIN_S = 0.001
 
 
 def flush_step_s(step_s: float, busy_share: float) -> float:
@@ -98,7 +101,9 @@ def flush_step_s(step_s: float, busy_share: float) -> float:
     event that arrives during a step waits for it, and the steps' own overhead (their awaits, their changelog
     batches) is affordable. Busy, CHURNWATCH_STATE_FLUSH_STEP_S: near capacity that overhead grows the queue more
     than shorter steps shorten it (ADR 0031 addendum)."""
-    return step_s if busy_share >= SLACK_BUSY_SHARE else step_s * SLACK_STEP_SHARE
+    if busy_share >= SLACK_BUSY_SHARE:
+        return step_s
+    return min(step_s, max(SLACK_STEP_MIN_S, step_s * SLACK_STEP_SHARE))
 
 
 class BusyShare:

@@ -6,6 +6,7 @@ import pytest
 
 from streams.stepping import (
     SLACK_BUSY_SHARE,
+    SLACK_STEP_MIN_S,
     SLACK_STEP_SHARE,
     SPREAD_TARGET,
     BusyShare,
@@ -157,3 +158,8 @@ def test_a_busy_worker_flushes_in_full_steps_and_one_with_slack_in_short_ones() 
     assert flush_step_s(0.02, 0.9) == 0.02
     assert flush_step_s(0.02, SLACK_BUSY_SHARE - 0.01) == pytest.approx(0.02 * SLACK_STEP_SHARE)
     assert flush_step_s(0.02, 0.0) == pytest.approx(0.005)
+
+
+def test_a_short_step_is_never_below_a_millisecond_nor_above_the_setting() -> None:
+    assert flush_step_s(0.002, 0.0) == SLACK_STEP_MIN_S == 0.001  # not 0.5 ms: a round trip per step
+    assert flush_step_s(0.0005, 0.0) == 0.0005  # a setting below the floor is kept
