@@ -125,9 +125,11 @@ def test_generated_world_live_equals_replay(run_env, worker_factory) -> None:
     # Steps of 1 ms: flushes, ticks and acknowledgements each run in many steps with batches applied in between
     # (ADR 0012, ADR 0016), and the result must still equal replay's. A cache of 5 clean states: most accounts are
     # evicted and decoded from the table again, during flushes too, as on a worker owning more accounts than it
-    # caches (CHURNWATCH_STATE_CACHE_ACCOUNTS).
+    # caches (CHURNWATCH_STATE_CACHE_ACCOUNTS). A flush every second: only a written state is evicted, and with the
+    # default 10 s a stream that took less than ~11 s ended before the first flush had written one.
     worker = worker_factory("w1", extra_env={"CHURNWATCH_ALERT_TICK_S": "0.2", "CHURNWATCH_IDLE_PARTITION_S": "1",
                                               "CHURNWATCH_COHORT_REFRESH_S": "1", "CHURNWATCH_STATE_FLUSH_STEP_S": "0.001",
+                                              "CHURNWATCH_STATE_FLUSH_INTERVAL_S": "1",
                                               "CHURNWATCH_STATE_CACHE_ACCOUNTS": "5"})
     streaming = time.monotonic()
     stream_day_by_day(settings, worker.base_url, events)
