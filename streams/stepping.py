@@ -90,7 +90,7 @@ class Pacer:
 # A worker with slack writes its flush in shorter steps (ADR 0034): below this share of the last second spent in
 # batches, a flush step is SLACK_STEP_SHARE of CHURNWATCH_STATE_FLUSH_STEP_S, but not below SLACK_STEP_MIN_S
 # (seconds): every step waits for its changelog records' delivery, a produce round trip of ~1-5 ms, before the
-# next, so sub-millisecond steps write a state or two per round trip and a flush falls behind.
+# next, so sub-millisecond steps would write a state or two per round trip (a precaution, not measured: ADR 0034).
 SLACK_BUSY_SHARE = 0.35
 SLACK_STEP_SHARE = 0.25
 SLACK_STEP_MIN_S = 0.001
