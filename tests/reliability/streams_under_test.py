@@ -19,6 +19,7 @@ from streams.settings import Settings
 from streams.tools.produce import produce_lines
 from streams.tools.simulate import generate
 from tests.reliability import verifier
+from tests.support.kafka_io import records_in_topic
 from tests.support.live_stream import metric_samples
 from tests.support.stack_fixtures import RunEnv
 
@@ -33,6 +34,10 @@ WORKER_ENV = {
     "CHURNWATCH_IDLE_PARTITION_S": "3",
     # Health records coalesced for 5 s (the default is 30 s): the audit waits a few intervals for the topic.
     "CHURNWATCH_PUBLISH_INTERVAL_S": "5",
+    # States written back every second (the default is 10 s): a worker of these tests lives seconds between kills,
+    # and with 10 s most were killed before their first write, so a restart recovered no state at all and re-read
+    # everything. A deployed worker lives across many flushes; its kills land after one, and during one.
+    "CHURNWATCH_STATE_FLUSH_INTERVAL_S": "1",
 }
 KEEP_TYPES = {"subscription.started", "subscription.cancel_scheduled", "subscription.canceled", "invoice.paid",
               "nps.responded", "user.added"}
@@ -217,6 +222,20 @@ def describe_alerts(expected: Expected, alert_ids: list[str], limit: int = 10) -
         a = opened.get(aid)
         out.append(f"{aid} {a.trigger} {a.account_id} {a.opened_at.date().isoformat()}" if a is not None else aid)
     return out
+
+
+def states_written(run_env: RunEnv) -> int:
+    """Records in the account-state changelog so far: each is one account's state written back by a flush."""
+    return records_in_topic(run_env.settings(), f"{run_env.env['CHURNWATCH_APP_ID']}-account_to_state-changelog")
+
+
+def wait_for_states_written(run_env: RunEnv, more_than: int, timeout_s: float) -> int:
+    """Waits until a flush wrote states past `more_than` changelog records; fails the test if none came."""
+    deadline = time.monotonic() + timeout_s
+    while (n := states_written(run_env)) <= more_than:
+        assert time.monotonic() < deadline, f"no state written back in {timeout_s} s (changelog at {n} records)"
+        time.sleep(0.2)
+    return n
 
 
 def gate_counts(base_url: str, summary: dict[str, Any]) -> dict[str, float]:

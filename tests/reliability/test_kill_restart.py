@@ -22,14 +22,21 @@ from tests.reliability.streams_under_test import (
     audit_outputs,
     gate_counts,
     make_stream,
+    states_written,
+    wait_for_states_written,
 )
+from tests.support.live_stream import metric_samples
 from tests.support.stack_fixtures import RunEnv, WorkerProc, start_worker, wait_for_http
 
 pytestmark = pytest.mark.reliability
 
 
-def test_sigkilled_worker_restarts_and_ends_equal_to_replay(run_env: RunEnv, soak: bool,
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_sigkilled_worker_restarts_and_ends_equal_to_replay(run_env: RunEnv, soak: bool, store: str,
                                                           summary: dict[str, Any]) -> None:
+    # rocksdb://: each restart opens the same data directory the killed process wrote, with whatever it held at
+    # the kill (puts whose changelog records never left, and persisted changelog offsets), and reads only the
+    # changelog past those offsets; states ahead of the group's committed offsets skip re-read records by offset.
     seed = 1010
     rng = random.Random(seed)
     kills_wanted = 12 if soak else 5
@@ -37,21 +44,26 @@ def test_sigkilled_worker_restarts_and_ends_equal_to_replay(run_env: RunEnv, soa
     expected = Expected.of(lines)
     summary["events_produced"] += len(lines)
     settings = run_env.settings()
+    env = {**WORKER_ENV, "CHURNWATCH_STORE": store}
     workers: list[WorkerProc] = []
     recoveries: list[float] = []
+    written_at_kill: list[int] = []  # account-state changelog records when each kill landed
     kills = 0
     try:
-        w = start_worker(run_env, "w1", extra_env=WORKER_ENV)
+        w = start_worker(run_env, "w1", extra_env=env)
         workers.append(w)
         producer = Producer(settings, lines, rate=len(lines) / (90 if soak else 25)).start()
         time.sleep(1)  # every input partition has records by now, and none of them a committed offset yet
         while kills < kills_wanted or producer.running:
             time.sleep(rng.uniform(0.3, 3.0))
+            if kills == kills_wanted // 2:  # at least this kill lands after the process wrote states back
+                wait_for_states_written(run_env, written_at_kill[-1], 60)
+            written_at_kill.append(states_written(run_env))
             w.stop(9)  # SIGKILL: no commit, no flush, no changelog write-back
             kills += 1
             summary["kills"] += 1
             started = time.monotonic()
-            w = start_worker(run_env, "w1", extra_env=WORKER_ENV, wait_ready=False)
+            w = start_worker(run_env, "w1", extra_env=env, wait_ready=False)
             workers.append(w)
             if rng.random() < 0.25 and kills < kills_wanted:
                 time.sleep(rng.uniform(0.5, 2.0))
@@ -69,7 +81,8 @@ def test_sigkilled_worker_restarts_and_ends_equal_to_replay(run_env: RunEnv, soa
         for p in workers:
             p.stop()
     summary["events_verified"] += expected.replay.inputs
-    print(f"[kill] {len(lines)} events, {len(expected.accounts)} accounts, {kills} SIGKILLs, recovery "
+    print(f"[kill {store}] {len(lines)} events, {len(expected.accounts)} accounts, {kills} SIGKILLs (state "
+          f"changelog records at each: {written_at_kill}), recovery "
           f"(restart -> /ready) {[round(r, 1) for r in recoveries]} s, converged {converge:.1f}s after the "
           f"last restart; {outputs}; usage gate of the last process {gate}")
 
@@ -88,6 +101,12 @@ def test_one_of_two_workers_sigkilled_the_other_takes_over(run_env: RunEnv, soak
         assert wait_for_http(f"{w1.base_url}/ready", 90, w1.proc) and wait_for_http(f"{w2.base_url}/ready", 90)
         half = len(lines) // 2
         Producer(settings, lines[:half], rate=0).start().join()
+        # w2 has written states back before it dies, so w1 takes over partitions with states in the changelog (its
+        # standby's copy) and records past the committed offsets, not only records to re-read from the start.
+        deadline = time.monotonic() + 60
+        while not metric_samples(w2.base_url, "churnwatch_state_flush_accounts_total").get("", 0.0):
+            assert time.monotonic() < deadline, "w2 wrote no state back in 60 s"
+            time.sleep(0.2)
         w2.stop(9)
         killed = time.monotonic()
         summary["failovers"] += 1

@@ -39,3 +39,16 @@ def read_topic(settings: Settings, topic: str, *, expect: int | None = None, tim
     finally:
         consumer.close()
     return out
+
+
+def records_in_topic(settings: Settings, topic: str) -> int:
+    """Sum of the topic's end offsets: how many records it has ever held (0 for a topic not created yet)."""
+    from kafka import TopicPartition
+
+    consumer = KafkaConsumer(enable_auto_commit=False, **kafka_client_config(settings))
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = consumer.end_offsets([TopicPartition(topic, p) for p in partitions]) if partitions else {}
+        return sum(ends.values())
+    finally:
+        consumer.close()
