@@ -377,7 +377,7 @@ def test_the_k8s_and_compose_settings_are_valid_settings_values(monkeypatch: pyt
         **k8s["configmap.yaml (churnwatch-env)"], **k8s["secret.example.yaml"], **k8s["statefulset.yaml"],
     }
     worker = settings_from(worker_env, monkeypatch)
-    assert worker.store == "memory://"  # what the kill and failover tests prove (operations.md, Table store)
+    assert worker.store == "memory://"  # what the manifests ship (operations.md, Table store)
     assert worker.standby_replicas == 1
     assert worker.web_host == "0.0.0.0"
     assert worker.kafka_security_protocol == "SASL_SSL"
