@@ -99,6 +99,8 @@ def create_app(settings: Settings, *, registry: CollectorRegistry | None = None)
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication_factor,
         table_standby_replicas=settings.standby_replicas,
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
         # Our own source topics are created by `churnwatch topics`; only changelogs are Faust's.
         topic_allow_declare=True,
         consumer_auto_offset_reset="earliest",

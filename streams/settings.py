@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     store: str = Field("memory://", description="Faust table store: memory:// or rocksdb://")
     data_dir: Path = Path("./.churnwatch-data")
     standby_replicas: int = Field(0, ge=0, le=8)
+    # The consumer group's session timeout, seconds (Faust's broker_session_timeout, whose default, 60 s, this
+    # keeps). A worker that dies without leaving the group (SIGKILL, OOM, node loss) holds its partitions this long,
+    # and a lone worker restarted after a crash is not ready before it passes. Lower moves them sooner, but a worker
+    # whose consumer thread stalls longer than this is evicted and its partitions move. Brokers refuse values outside
+    # group.min.session.timeout.ms (6 s) .. group.max.session.timeout.ms (30 min) by default.
+    session_timeout_s: float = Field(60.0, ge=6, le=1800)
     # Kafka's segment.bytes for the tables' changelog topics, set when the worker creates them (ADR 0028). A
     # memory:// worker restores a table by reading all of its changelog, and Kafka compacts only closed segments:
     # the open one, up to this size per partition, keeps every state version written since it opened. Kafka's
@@ -136,6 +142,12 @@ class Settings(BaseSettings):
     web_advertised_host: str | None = None
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """Seconds between group heartbeats: a sixth of the session timeout, at most Faust's default 3 s (Kafka asks
+        for at most a third, so a session survives a couple of lost heartbeats)."""
+        return min(3.0, self.session_timeout_s / 6)
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -35,7 +35,7 @@ def test_a_restarted_worker_republishes_the_read_model_from_its_tables(run_env, 
     settings = run_env.settings()
     accounts = [f"acct-{i:03d}" for i in range(50)]
     # A short group session: the restarted worker need not wait a minute for its dead predecessor's eviction.
-    fast = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
+    fast = {"CHURNWATCH_SESSION_TIMEOUT_S": "6"}
     first = worker_factory("w1", extra_env=fast)
     produce_lines(settings, events_for(accounts, 0, 3))
     r = redis.Redis.from_url(settings.redis_url.get_secret_value())

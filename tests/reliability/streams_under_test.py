@@ -27,8 +27,7 @@ from tests.support.stack_fixtures import RunEnv
 # evicted in seconds instead of Faust's 60 s default (a restarted worker waits for that eviction).
 WORKER_ENV = {
     "CHURNWATCH_COHORT_REFRESH_S": "1",
-    "BROKER_SESSION_TIMEOUT": "6",
-    "BROKER_HEARTBEAT_INTERVAL": "1",
+    "CHURNWATCH_SESSION_TIMEOUT_S": "6",  # heartbeats every second
     # Once the input stops, billing dated after the last usage is applied after 3 s of idleness (ADR 0006), as the
     # replay does at the end of its input.
     "CHURNWATCH_IDLE_PARTITION_S": "3",

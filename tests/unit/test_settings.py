@@ -54,3 +54,17 @@ def test_both_tables_ask_for_changelog_segments_of_the_configured_size() -> None
     app = create_app(Settings(changelog_segment_bytes=8 * 2**20))
     configs = {name: app.tables[name].changelog_topic.config for name in ("account_to_state", "account_to_cohort_inputs")}
     assert configs == {name: {"segment.bytes": str(8 * 2**20)} for name in configs}
+
+
+def test_the_group_session_keeps_fausts_minute_unless_set_and_heartbeats_a_sixth_of_it() -> None:
+    from streams.bootstrap import create_app
+
+    default = create_app(Settings()).conf
+    assert (default.broker_session_timeout, default.broker_heartbeat_interval) == (60.0, 3.0)
+    short = create_app(Settings(session_timeout_s=6)).conf
+    assert (short.broker_session_timeout, short.broker_heartbeat_interval) == (6.0, 1.0)
+
+
+def test_a_session_timeout_below_the_brokers_minimum_is_rejected() -> None:
+    with pytest.raises(ValidationError, match="session_timeout_s"):
+        Settings(session_timeout_s=2)
