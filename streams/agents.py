@@ -40,7 +40,7 @@ from streams.offset_order import InputOrder, Verdict
 from streams.partitioning import PartitionCache
 from streams.processing import DecodedRecord, InputRecord, apply_decoded, decode_records
 from streams.state_cache import StateCache, changed_accounts
-from streams.stepping import BusyShare, Pacer, Steps, flush_step_s, pause_after_step
+from streams.stepping import BusyShare, Pacer, Steps, background_step_s, pause_after_step
 
 if TYPE_CHECKING:
     from streams.bootstrap import Context
@@ -320,10 +320,15 @@ def register(ctx: Context) -> None:
 
     # The flush in progress: the rebalance count at its start, and its start time (perf_counter seconds).
     flush_began = [0, 0.0]
-    # The share of the last second or two the account agent spent on batches: sets the flush's step (ADR 0034).
+    # The share of the last second or two the account agent spent on batches: sets background steps' length (ADR 0034).
     busy = BusyShare()
     # Its writes so far: seconds of work (perf_counter) and states written, the pace its pauses spread the rest at.
     flush_work = [0.0, 0]
+
+    def _step_s() -> float:
+        """How long the next step of background work (flush, acknowledgements, health records, day-end tick) may
+        hold the account stream, seconds: shorter while the worker has slack (ADR 0034)."""
+        return background_step_s(settings.state_flush_step_s, busy.share(time.monotonic()))
 
     async def _flush_step() -> Staged | None:
         """One step of the account-state flush (ADR 0010, ADR 0012). Starts a flush when one is due (every state
@@ -348,7 +353,7 @@ def register(ctx: Context) -> None:
             return None  # the rebalance's completion discards the flush with the cache; its records are read again
         if cache.writes_left:
             started = time.perf_counter()
-            deadline = started + flush_step_s(settings.state_flush_step_s, busy.share(time.monotonic()))  # ADR 0034
+            deadline = started + _step_s()
             writes = []
             observe = metrics.state_bytes.observe
             while (item := cache.next_write()) is not None:
@@ -385,7 +390,7 @@ def register(ctx: Context) -> None:
         chunks = Steps(ack_chunks(to_acknowledge, ACK_CHUNK), settings.state_flush_step_s)
         while chunks.left and _still(gen):
             began = time.perf_counter()
-            for chunk in chunks.step():
+            for chunk in chunks.step(_step_s()):
                 acknowledge(app.consumer, chunk)
             step_s = time.perf_counter() - began
             held_acknowledge.observe(step_s)
@@ -886,7 +891,7 @@ def register(ctx: Context) -> None:
                     health_schedule.put_back(steps.items[steps.done:])
                     return
                 began = time.perf_counter()
-                for account_id in steps.step():
+                for account_id in steps.step(_step_s()):
                     agg = health_schedule.pending.get(account_id)
                     # Gone, or pending again after a batch published it meanwhile: not due (yet).
                     if agg is not None and health_schedule.is_due(account_id, now, interval):
@@ -1064,7 +1069,7 @@ def register(ctx: Context) -> None:
                 changed: dict[str, AccountAggregate] = {}
                 cohort_changed: set[str] = set()
                 alerts: list[Any] = []
-                for key in steps.step():
+                for key in steps.step(_step_s()):
                     agg = cache.get(key, _load_into_cache)
                     if agg is None:
                         continue

@@ -25,9 +25,10 @@ class Steps(Generic[T]):
     def left(self) -> bool:
         return self.done < len(self.items)
 
-    def step(self) -> Iterator[T]:
-        """The next items, until the work on them has taken step_s (checked after each item's work)."""
-        deadline = self.clock() + self.step_s
+    def step(self, step_s: float | None = None) -> Iterator[T]:
+        """The next items, until the work on them has taken step_s (this step's own, else the one given at
+        construction; checked after each item's work)."""
+        deadline = self.clock() + (self.step_s if step_s is None else step_s)
         while self.done < len(self.items):
             item = self.items[self.done]
             self.done += 1
@@ -87,8 +88,8 @@ class Pacer:
             self.began = self.clock()
 
 
-# A worker with slack writes its flush in shorter steps (ADR 0034): below this share of the last second spent in
-# batches, a flush step is SLACK_STEP_SHARE of CHURNWATCH_STATE_FLUSH_STEP_S, but not below SLACK_STEP_MIN_S
+# A worker with slack does its background work in shorter steps (ADR 0034): below this share of the last second
+# spent in batches, a step is SLACK_STEP_SHARE of CHURNWATCH_STATE_FLUSH_STEP_S, but not below SLACK_STEP_MIN_S
 # (seconds): every step waits for its changelog records' delivery, a produce round trip of ~1-5 ms, before the
 # next, so sub-millisecond steps would write a state or two per round trip (a precaution, not measured: ADR 0034).
 SLACK_BUSY_SHARE = 0.35
@@ -96,10 +97,10 @@ SLACK_STEP_SHARE = 0.25
 SLACK_STEP_MIN_S = 0.001
 
 
-def flush_step_s(step_s: float, busy_share: float) -> float:
-    """How long the next flush step may hold the account stream, seconds (ADR 0034). With slack, short steps: an
-    event that arrives during a step waits for it, and the steps' own overhead (their awaits, their changelog
-    batches) is affordable. Busy, CHURNWATCH_STATE_FLUSH_STEP_S: near capacity that overhead grows the queue more
+def background_step_s(step_s: float, busy_share: float) -> float:
+    """How long the next step of background work (a flush's writes or acknowledgements, health records, the day-end
+    tick) may hold the account stream, seconds (ADR 0034). With slack, short steps: an event that arrives during a
+    step waits for it, and the steps' own overhead (their awaits, a flush step's changelog batch) is affordable. Busy, CHURNWATCH_STATE_FLUSH_STEP_S: near capacity that overhead grows the queue more
     than shorter steps shorten it (ADR 0031 addendum)."""
     if busy_share >= SLACK_BUSY_SHARE:
         return step_s

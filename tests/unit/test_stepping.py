@@ -12,7 +12,7 @@ from streams.stepping import (
     BusyShare,
     Pacer,
     Steps,
-    flush_step_s,
+    background_step_s,
     pause_after_step,
 )
 
@@ -41,6 +41,12 @@ def test_every_item_is_handed_out_once_in_order_across_steps() -> None:
 def test_a_step_ends_once_its_work_took_step_s() -> None:
     steps = Steps(list(range(10)), step_s=0.003, clock=FakeClock(0.001))
     assert list(steps.step()) == [0, 1, 2]
+
+
+def test_a_step_given_its_own_length_ends_by_it_instead_of_the_one_given_at_construction() -> None:
+    steps = Steps(list(range(100)), step_s=0.010, clock=FakeClock(0.001))
+    assert len(list(steps.step(0.0025))) == 3
+    assert len(list(steps.step())) == 10
 
 
 def test_a_step_hands_out_at_least_one_item_however_slow_the_work() -> None:
@@ -153,13 +159,13 @@ def test_busy_time_stops_counting_once_two_windows_passed_without_batches() -> N
     assert busy_share_after(batches, now=102.1) == 0.0  # a window went by with nothing
 
 
-def test_a_busy_worker_flushes_in_full_steps_and_one_with_slack_in_short_ones() -> None:
-    assert flush_step_s(0.02, SLACK_BUSY_SHARE) == 0.02
-    assert flush_step_s(0.02, 0.9) == 0.02
-    assert flush_step_s(0.02, SLACK_BUSY_SHARE - 0.01) == pytest.approx(0.02 * SLACK_STEP_SHARE)
-    assert flush_step_s(0.02, 0.0) == pytest.approx(0.005)
+def test_a_busy_worker_works_in_background_in_full_steps_and_one_with_slack_in_short_ones() -> None:
+    assert background_step_s(0.02, SLACK_BUSY_SHARE) == 0.02
+    assert background_step_s(0.02, 0.9) == 0.02
+    assert background_step_s(0.02, SLACK_BUSY_SHARE - 0.01) == pytest.approx(0.02 * SLACK_STEP_SHARE)
+    assert background_step_s(0.02, 0.0) == pytest.approx(0.005)
 
 
 def test_a_short_step_is_never_below_a_millisecond_nor_above_the_setting() -> None:
-    assert flush_step_s(0.002, 0.0) == SLACK_STEP_MIN_S == 0.001  # not 0.5 ms: a round trip per step
-    assert flush_step_s(0.0005, 0.0) == 0.0005  # a setting below the floor is kept
+    assert background_step_s(0.002, 0.0) == SLACK_STEP_MIN_S == 0.001  # not 0.5 ms: a round trip per step
+    assert background_step_s(0.0005, 0.0) == 0.0005  # a setting below the floor is kept
