@@ -65,6 +65,7 @@ def test_quick_bench_writes_a_well_formed_result(local_stack: stack.StackConfig,
     assert (isinstance(rocks, int | float) and rocks > 0) or result.get("worker_rocksdb_error")
     assert result["latency_p50_ms"] <= result["latency_p99_ms"] <= result["latency_max_ms"]
     assert result["state_bytes_median"] <= result["state_bytes_p99"]
+    assert result["recovery_accounts"] == 5_000  # a tenth of the full run's changelog, each served after recovery
     assert result["publish_interval_s"] == QUICK_PUBLISH_INTERVAL_S  # the smoke run's health probes: seconds
     assert result["health_latency_samples"] > 0
     machine = result["machine"]
