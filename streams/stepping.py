@@ -100,8 +100,9 @@ SLACK_STEP_MIN_S = 0.001
 def background_step_s(step_s: float, busy_share: float) -> float:
     """How long the next step of background work (a flush's writes or acknowledgements, health records, the day-end
     tick) may hold the account stream, seconds (ADR 0034). With slack, short steps: an event that arrives during a
-    step waits for it, and the steps' own overhead (their awaits, a flush step's changelog batch) is affordable. Busy, CHURNWATCH_STATE_FLUSH_STEP_S: near capacity that overhead grows the queue more
-    than shorter steps shorten it (ADR 0031 addendum)."""
+    step waits for it, and the steps' own overhead (their awaits, a flush step's changelog batch) is affordable.
+    Busy, CHURNWATCH_STATE_FLUSH_STEP_S: near capacity that overhead grows the queue more than shorter steps shorten
+    it (ADR 0031 addendum)."""
     if busy_share >= SLACK_BUSY_SHARE:
         return step_s
     return min(step_s, max(SLACK_STEP_MIN_S, step_s * SLACK_STEP_SHARE))

@@ -34,8 +34,9 @@ WORKER_ENV = {
     # Health records coalesced for 5 s (the default is 30 s): the audit waits a few intervals for the topic.
     "CHURNWATCH_PUBLISH_INTERVAL_S": "5",
     # States written back every second (the default is 10 s): a worker of these tests lives seconds between kills,
-    # and with 10 s most were killed before their first write, so a restart recovered no state at all and re-read
-    # everything. A deployed worker lives across many flushes; its kills land after one, and during one.
+    # and with 10 s every kill landed before the first write (0 changelog records at each of 5 kills, 2026-12-07), so
+    # no restart recovered a state: each re-read everything. A deployed worker lives across many flushes; its kills
+    # land after one, and during one.
     "CHURNWATCH_STATE_FLUSH_INTERVAL_S": "1",
 }
 KEEP_TYPES = {"subscription.started", "subscription.cancel_scheduled", "subscription.canceled", "invoice.paid",
