@@ -387,10 +387,10 @@ def register(ctx: Context) -> None:
         a flush's records are seconds of input (~0.06 us each in bulk, ADR 0020). After a rebalance started,
         none: the partitions may be another worker's, which reads them again from the committed offset (the
         re-read dedupes by offset)."""
-        chunks = Steps(ack_chunks(to_acknowledge, ACK_CHUNK), settings.state_flush_step_s)
+        chunks = Steps(ack_chunks(to_acknowledge, ACK_CHUNK), _step_s)
         while chunks.left and _still(gen):
             began = time.perf_counter()
-            for chunk in chunks.step(_step_s()):
+            for chunk in chunks.step():
                 acknowledge(app.consumer, chunk)
             step_s = time.perf_counter() - began
             held_acknowledge.observe(step_s)
@@ -882,7 +882,7 @@ def register(ctx: Context) -> None:
         interval = settings.publish_interval_s
         quota = health_publish_quota(len(health_schedule), publish_tick_s, interval)
         # The longest-waiting first, at most the quota; the rest wait for the next tick.
-        steps = Steps(health_schedule.take_due(now, interval, quota), settings.state_flush_step_s)
+        steps = Steps(health_schedule.take_due(now, interval, quota), _step_s)
         tick_began, work_s = time.perf_counter(), 0.0
         while steps.left:
             async with state_lock:
@@ -891,7 +891,7 @@ def register(ctx: Context) -> None:
                     health_schedule.put_back(steps.items[steps.done:])
                     return
                 began = time.perf_counter()
-                for account_id in steps.step(_step_s()):
+                for account_id in steps.step():
                     agg = health_schedule.pending.get(account_id)
                     # Gone, or pending again after a batch published it meanwhile: not due (yet).
                     if agg is not None and health_schedule.is_due(account_id, now, interval):
@@ -1060,7 +1060,7 @@ def register(ctx: Context) -> None:
         mark_at = {p: datetime.fromtimestamp(m, tz=UTC) for p, m in marks.items()}
         front_at = {p: datetime.fromtimestamp(f, tz=UTC) for p, f in fronts.items()}
         n_changed = n_cohort = 0
-        steps = Steps(keys, settings.state_flush_step_s)
+        steps = Steps(keys, _step_s)
         while steps.left:
             async with state_lock:
                 if not _settled() or not _still(gen):
@@ -1069,7 +1069,7 @@ def register(ctx: Context) -> None:
                 changed: dict[str, AccountAggregate] = {}
                 cohort_changed: set[str] = set()
                 alerts: list[Any] = []
-                for key in steps.step(_step_s()):
+                for key in steps.step():
                     agg = cache.get(key, _load_into_cache)
                     if agg is None:
                         continue

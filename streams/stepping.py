@@ -10,14 +10,15 @@ T = TypeVar("T")
 
 
 class Steps(Generic[T]):
-    """`items` handed out a step at a time: each step ends once the caller's work on it has taken `step_s` seconds
-    (at least one item per step). The caller takes the state lock per step and releases it in between, so batches
+    """`items` handed out a step at a time: each step ends once the caller's work on it has taken `step_s()` seconds,
+    asked at the step's start (at least one item per step). The caller takes the state lock per step and releases it in between, so batches
     waiting for it go first (ADR 0012, ADR 0016): a flush, a day-end tick, a burst of health records or a flush's
     acknowledgements never hold up the account stream for more than about one step at a time."""
 
-    def __init__(self, items: Sequence[T], step_s: float, clock: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, items: Sequence[T], step_s: Callable[[], float],
+                 clock: Callable[[], float] = time.perf_counter) -> None:
         self.items = items
-        self.step_s = step_s
+        self.step_s = step_s  # asked at the start of each step: its length may follow the load (ADR 0034)
         self.clock = clock
         self.done = 0  # items handed out so far
 
@@ -25,10 +26,9 @@ class Steps(Generic[T]):
     def left(self) -> bool:
         return self.done < len(self.items)
 
-    def step(self, step_s: float | None = None) -> Iterator[T]:
-        """The next items, until the work on them has taken step_s (this step's own, else the one given at
-        construction; checked after each item's work)."""
-        deadline = self.clock() + (self.step_s if step_s is None else step_s)
+    def step(self) -> Iterator[T]:
+        """The next items, until the work on them has taken step_s() (checked after each item's work)."""
+        deadline = self.clock() + self.step_s()
         while self.done < len(self.items):
             item = self.items[self.done]
             self.done += 1

@@ -15,7 +15,7 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 
 BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 # A flush is paced to CHURNWATCH_BACKGROUND_DUTY (ADR 0020): about its work / duty in wall time, seconds, up to half
 # of CHURNWATCH_STATE_FLUSH_INTERVAL_S (at most 60 s) plus its work.
-# One step of background work is about CHURNWATCH_STATE_FLUSH_STEP_S (0.02 s) by design, a flush step a quarter of it
+# One step of background work is about CHURNWATCH_STATE_FLUSH_STEP_S (0.02 s) by design, a quarter of it
 # while the worker has slack (ADR 0034); the upper buckets show overruns.
 STEP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.25, 1)
 FLUSH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80)

@@ -30,7 +30,7 @@ class FakeClock:
 
 
 def test_every_item_is_handed_out_once_in_order_across_steps() -> None:
-    steps = Steps(list(range(10)), step_s=0.003, clock=FakeClock(0.001))
+    steps = Steps(list(range(10)), step_s=lambda: 0.003, clock=FakeClock(0.001))
     seen = []
     while steps.left:
         seen.append(list(steps.step()))
@@ -39,31 +39,32 @@ def test_every_item_is_handed_out_once_in_order_across_steps() -> None:
 
 
 def test_a_step_ends_once_its_work_took_step_s() -> None:
-    steps = Steps(list(range(10)), step_s=0.003, clock=FakeClock(0.001))
+    steps = Steps(list(range(10)), step_s=lambda: 0.003, clock=FakeClock(0.001))
     assert list(steps.step()) == [0, 1, 2]
 
 
-def test_a_step_given_its_own_length_ends_by_it_instead_of_the_one_given_at_construction() -> None:
-    steps = Steps(list(range(100)), step_s=0.010, clock=FakeClock(0.001))
-    assert len(list(steps.step(0.0025))) == 3
+def test_each_step_asks_for_its_own_length() -> None:
+    lengths = iter([0.0025, 0.010])
+    steps = Steps(list(range(100)), step_s=lambda: next(lengths), clock=FakeClock(0.001))
+    assert len(list(steps.step())) == 3
     assert len(list(steps.step())) == 10
 
 
 def test_a_step_hands_out_at_least_one_item_however_slow_the_work() -> None:
-    steps = Steps(["a", "b"], step_s=0.001, clock=FakeClock(10.0))
+    steps = Steps(["a", "b"], step_s=lambda: 0.001, clock=FakeClock(10.0))
     assert list(steps.step()) == ["a"]
     assert list(steps.step()) == ["b"]
     assert not steps.left
 
 
 def test_an_empty_sequence_has_no_steps() -> None:
-    steps: Steps[int] = Steps([], step_s=1.0)
+    steps: Steps[int] = Steps([], step_s=lambda: 1.0)
     assert not steps.left
     assert list(steps.step()) == []
 
 
 def test_a_step_abandoned_midway_resumes_after_the_last_item_handed_out() -> None:
-    steps = Steps(list(range(5)), step_s=100.0, clock=FakeClock(0.001))
+    steps = Steps(list(range(5)), step_s=lambda: 100.0, clock=FakeClock(0.001))
     for item in steps.step():
         if item == 1:
             break
