@@ -40,3 +40,9 @@ TOPICS: tuple[TopicSpec, ...] = (
 def topic_names(settings: Settings) -> dict[str, str]:
     """Setting name -> full topic name (with the configured prefix)."""
     return {spec.setting: settings.topic(getattr(settings, spec.setting)) for spec in TOPICS}
+
+
+def changelog_topic_name(app_id: str, table: str) -> str:
+    """Faust's name for a table's changelog topic (`<app id>-<table>-changelog`): operators alter it, the
+    benchmark writes one, tests read them."""
+    return f"{app_id}-{table}-changelog"

@@ -180,8 +180,9 @@ def write_changelog(bootstrap: str, app_id: str, states: Sequence[bytes], accoun
     from kafka.admin import NewTopic
 
     from streams.partitioning import expected_partition
+    from streams.topics import changelog_topic_name
 
-    topic = f"{app_id}-account_to_state-changelog"  # Faust's name for the table's changelog
+    topic = changelog_topic_name(app_id, "account_to_state")
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="churnwatch-bench")
     try:
         admin.create_topics([NewTopic(topic, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"})],

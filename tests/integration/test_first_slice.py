@@ -14,6 +14,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from streams.admin import kafka_client_config
 from streams.tools.produce import produce_lines
+from streams.topics import changelog_topic_name
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +46,7 @@ def test_a_worker_creates_its_changelog_topics_compacted_in_segments_of_the_conf
     # reaches the broker.
     settings = run_env.settings()
     worker_factory("w1", extra_env={"CHURNWATCH_CHANGELOG_SEGMENT_BYTES": str(8 * 2**20)})
-    names = [f"{settings.app_id}-{table}-changelog" for table in ("account_to_state", "account_to_cohort_inputs")]
+    names = [changelog_topic_name(settings.app_id, table) for table in ("account_to_state", "account_to_cohort_inputs")]
     admin = KafkaAdminClient(client_id=f"{run_env.run_id}-describe", **kafka_client_config(settings))
     try:
         described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, name) for name in names])

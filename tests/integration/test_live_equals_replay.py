@@ -43,6 +43,7 @@ from streams.domain.aggregate import AccountAggregate, decode_aggregate, encode_
 from streams.domain.config import DomainConfig
 from streams.replay import replay_lines
 from streams.tools.simulate import generate
+from streams.topics import changelog_topic_name
 from tests.support.kafka_io import read_topic
 from tests.support.live_stream import (
     metric_samples,
@@ -151,7 +152,7 @@ def test_generated_world_live_equals_replay(run_env, worker_factory) -> None:
     raw_alerts = read_alerts(settings)
     live_alerts = by_key(raw_alerts)
     table: dict[str, bytes] = {}
-    for key, value in read_topic(settings, f"{settings.app_id}-account_to_state-changelog", idle_ms=1500):
+    for key, value in read_topic(settings, changelog_topic_name(settings.app_id, "account_to_state"), idle_ms=1500):
         assert key is not None
         table[key.decode()] = value  # a changelog's newest record per key is the table value
     live_states = {a: comparable(decode_aggregate(v)) for a, v in table.items()}

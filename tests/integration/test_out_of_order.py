@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,7 +9,7 @@ import pytest
 
 from streams.replay import replay_lines
 from streams.tools.produce import produce_lines
-from tests.support.live_stream import metric_samples, processed_count, read_alerts
+from tests.support.live_stream import metric_samples, processed_count, read_alerts, wait_until
 from tests.support.stack_fixtures import RunEnv
 from tests.unit.domain.factories import event, session
 
@@ -32,15 +30,6 @@ def a_paying_team_whose_payment_fails_on_day_2() -> tuple[list, list]:
     usage = [session(START + timedelta(days=d), account=ACCOUNT, user=f"u{d % 3}") for d in range(8)]
     failed = event("payment.failed", START + timedelta(days=2, hours=3), account=ACCOUNT, amount=19900, attempt=1)
     return [started, *usage], [failed]
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 60) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def test_billing_produced_after_later_usage_is_applied_counted_and_opens_the_replays_alert_id(

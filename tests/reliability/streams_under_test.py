@@ -18,9 +18,10 @@ from streams.replay import ReplayResult, replay_lines
 from streams.settings import Settings
 from streams.tools.produce import produce_lines
 from streams.tools.simulate import generate
+from streams.topics import changelog_topic_name
 from tests.reliability import verifier
 from tests.support.kafka_io import records_in_topic
-from tests.support.live_stream import metric_samples
+from tests.support.live_stream import metric_samples, wait_until
 from tests.support.stack_fixtures import RunEnv
 
 # Worker settings for these tests: quick cohort refresh, and a short group session so a SIGKILLed member is
@@ -226,16 +227,14 @@ def describe_alerts(expected: Expected, alert_ids: list[str], limit: int = 10) -
 
 def states_written(run_env: RunEnv) -> int:
     """Records in the account-state changelog so far: each is one account's state written back by a flush."""
-    return records_in_topic(run_env.settings(), f"{run_env.env['CHURNWATCH_APP_ID']}-account_to_state-changelog")
+    settings = run_env.settings()
+    return records_in_topic(settings, changelog_topic_name(settings.app_id, "account_to_state"))
 
 
-def wait_for_states_written(run_env: RunEnv, more_than: int, timeout_s: float) -> int:
+def wait_for_states_written(run_env: RunEnv, more_than: int, timeout_s: float) -> None:
     """Waits until a flush wrote states past `more_than` changelog records; fails the test if none came."""
-    deadline = time.monotonic() + timeout_s
-    while (n := states_written(run_env)) <= more_than:
-        assert time.monotonic() < deadline, f"no state written back in {timeout_s} s (changelog at {n} records)"
-        time.sleep(0.2)
-    return n
+    assert wait_until(lambda: states_written(run_env) > more_than, timeout_s), \
+        f"no state written back in {timeout_s} s (changelog at {states_written(run_env)} records)"
 
 
 def gate_counts(base_url: str, summary: dict[str, Any]) -> dict[str, float]:

@@ -25,7 +25,7 @@ from tests.reliability.streams_under_test import (
     states_written,
     wait_for_states_written,
 )
-from tests.support.live_stream import metric_samples
+from tests.support.live_stream import metric_samples, wait_until
 from tests.support.stack_fixtures import RunEnv, WorkerProc, start_worker, wait_for_http
 
 pytestmark = pytest.mark.reliability
@@ -103,10 +103,8 @@ def test_one_of_two_workers_sigkilled_the_other_takes_over(run_env: RunEnv, soak
         Producer(settings, lines[:half], rate=0).start().join()
         # w2 has written states back before it dies, so w1 takes over partitions with states in the changelog (its
         # standby's copy) and records past the committed offsets, not only records to re-read from the start.
-        deadline = time.monotonic() + 60
-        while not metric_samples(w2.base_url, "churnwatch_state_flush_accounts_total").get("", 0.0):
-            assert time.monotonic() < deadline, "w2 wrote no state back in 60 s"
-            time.sleep(0.2)
+        assert wait_until(lambda: metric_samples(w2.base_url, "churnwatch_state_flush_accounts_total").get("", 0.0) > 0,
+                          60), "w2 wrote no state back in 60 s"
         w2.stop(9)
         killed = time.monotonic()
         summary["failovers"] += 1

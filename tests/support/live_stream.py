@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -13,6 +14,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from streams.settings import Settings
 from streams.tools.produce import _route, make_producer
 from tests.support.kafka_io import read_topic
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 60) -> bool:
+    """Polls `check` every 0.2 s until it is true (True) or `timeout_s` passed (False)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def metric_series(base_url: str, name: str) -> list[tuple[dict[str, str], float]]:

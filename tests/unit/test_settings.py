@@ -68,3 +68,12 @@ def test_the_group_session_keeps_fausts_minute_unless_set_and_heartbeats_a_sixth
 def test_a_session_timeout_below_the_brokers_minimum_is_rejected() -> None:
     with pytest.raises(ValidationError, match="session_timeout_s"):
         Settings(session_timeout_s=2)
+
+
+def test_the_changelog_topic_name_is_the_one_faust_gives_each_table() -> None:
+    from streams.bootstrap import create_app
+    from streams.topics import changelog_topic_name
+
+    app = create_app(Settings(app_id="churnwatch-prod"))
+    for table in ("account_to_state", "account_to_cohort_inputs"):
+        assert changelog_topic_name("churnwatch-prod", table) == app.tables[table].changelog_topic.get_topic_name()
