@@ -143,23 +143,29 @@ def settings_for(bootstrap: str, prefix: str, app_id: str) -> Settings:
                     topic_partitions=PARTITIONS)
 
 
-async def _produce(bootstrap: str, s: Settings, events: Sequence[tuple[bytes, bytes, bool]]) -> None:
+async def _send_all(bootstrap: str, records: Iterable[tuple[str, bytes, bytes, int | None]]) -> None:
+    """Produce (topic, key, value, partition or None for the key's) records in bulk, all acknowledged."""
     from aiokafka import AIOKafkaProducer
 
-    billing, usage = s.topic(s.billing_topic), s.topic(s.usage_topic)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20,
                                 max_batch_size=512 * 1024)
     await producer.start()
     try:
         pending = []
-        for key, value, is_billing in events:
-            pending.append(await producer.send(billing if is_billing else usage, value=value, key=key))
+        for topic, key, value, partition in records:
+            pending.append(await producer.send(topic, value=value, key=key, partition=partition))
             if len(pending) >= 20_000:
                 await asyncio.gather(*pending)
                 pending.clear()
         await asyncio.gather(*pending)
     finally:
         await producer.stop()
+
+
+async def _produce(bootstrap: str, s: Settings, events: Sequence[tuple[bytes, bytes, bool]]) -> None:
+    billing, usage = s.topic(s.billing_topic), s.topic(s.usage_topic)
+    await _send_all(bootstrap, ((billing if is_billing else usage, key, value, None)
+                                for key, value, is_billing in events))
 
 
 def load_topics(bootstrap: str, s: Settings, events: Sequence[tuple[bytes, bytes, bool]]) -> float:
@@ -189,24 +195,9 @@ def write_changelog(bootstrap: str, app_id: str, states: Sequence[bytes], accoun
                             timeout_ms=30_000)
     finally:
         admin.close()
-    records = []
-    for n in range(accounts):
-        key = f"acct-rec-{n:06d}".encode()
-        records.append((key, states[n % len(states)], expected_partition(key, PARTITIONS)))
-
-    async def produce() -> None:
-        from aiokafka import AIOKafkaProducer
-
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=512 * 1024)
-        await producer.start()
-        try:
-            pending = [await producer.send(topic, value=value, key=key, partition=partition)
-                       for key, value, partition in records]
-            await asyncio.gather(*pending)
-        finally:
-            await producer.stop()
-
-    asyncio.run(produce())
+    keys = [f"acct-rec-{n:06d}".encode() for n in range(accounts)]
+    asyncio.run(_send_all(bootstrap, ((topic, key, states[n % len(states)], expected_partition(key, PARTITIONS))
+                                      for n, key in enumerate(keys))))
     return topic
 
 
